@@ -1,0 +1,49 @@
+"""The ASGI application: routers, the gateway middleware, error handlers and the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from aigw import __version__
+from aigw.api import admin, auth, health, keys
+from aigw.auth.middleware import GatewayMiddleware
+from aigw.errors import install_error_handlers
+from aigw.logs import configure_logging
+from aigw.runtime import Runtime
+from aigw.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        runtime = await Runtime.start(settings)
+        runtime.usage.start()
+        try:
+            yield {"runtime": runtime}
+        finally:
+            await runtime.close()
+
+    app = FastAPI(
+        title="aigw",
+        version=__version__,
+        lifespan=lifespan,
+        description="Self-hosted AI gateway: one API key for chat, knowledge bases, speech, vision and documents.",
+    )
+    for module in (health, auth, keys, admin):
+        app.include_router(module.router)
+    install_error_handlers(app)
+    app.add_middleware(GatewayMiddleware)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Entry point for `uvicorn --factory` and for each worker of `aigw serve --workers N`."""
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    return create_app(settings)

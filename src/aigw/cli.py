@@ -1,0 +1,232 @@
+"""The `aigw` command: serve, manage users and keys, check the installation."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import platform
+import shutil
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+
+from aigw import __version__
+from aigw.auth import api_keys, users
+from aigw.errors import AigwError
+from aigw.runtime import Runtime
+from aigw.settings import get_settings
+
+app = typer.Typer(help="aigw: a self-hosted AI gateway.", no_args_is_help=True, add_completion=False)
+user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+key_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(key_app, name="key")
+
+T = TypeVar("T")
+
+
+def run(work: Callable[[Runtime], Awaitable[T]]) -> T:
+    """Run `work` against a runtime built from settings (migrating the database first)."""
+
+    async def main() -> T:
+        runtime = await Runtime.start(get_settings())
+        try:
+            return await work(runtime)
+        finally:
+            await runtime.close()
+
+    try:
+        return asyncio.run(main())
+    except AigwError as exc:
+        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default AIGW_HOST or 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default AIGW_PORT or 8080)")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
+) -> None:
+    """Serve the API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    settings = get_settings()
+    if workers > 1 and not settings.redis_url:
+        typer.secho(
+            "note: without AIGW_REDIS_URL each worker keeps its own rate-limit counters",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+    uvicorn.run(
+        "aigw.app:create_app_from_env",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (the server also does this on start)."""
+
+    async def work(_: Runtime) -> None:
+        typer.echo("database is at the latest schema")
+
+    run(work)
+
+
+@user_app.command("create")
+def user_create(
+    email: str,
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+    name: str = "",
+    role: Annotated[str, typer.Option(help="customer or admin")] = "customer",
+    rate_limit: Annotated[int | None, typer.Option(min=1, help="Requests per minute")] = None,
+) -> None:
+    """Create a user."""
+    if role not in users.ROLES:
+        raise typer.BadParameter(f"role must be one of {', '.join(users.ROLES)}")
+
+    async def work(rt: Runtime) -> None:
+        async with rt.sessions() as db:
+            user = await users.create_user(
+                db,
+                email=email,
+                password=password,
+                name=name,
+                role=role,
+                rate_limit=rate_limit or rt.settings.default_rate_limit,
+            )
+            await db.commit()
+            typer.echo(f"created user {user.id} {user.email} ({user.role})")
+
+    run(work)
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """List users."""
+
+    async def work(rt: Runtime) -> None:
+        async with rt.sessions() as db:
+            typer.echo(f"{'id':>5}  {'email':<32} {'role':<9} {'limit':>6}  active")
+            for user in await users.list_users(db, limit=100_000):
+                typer.echo(f"{user.id:>5}  {user.email:<32} {user.role:<9} {user.rate_limit:>6}  {user.active}")
+
+    run(work)
+
+
+@user_app.command("set-role")
+def user_set_role(email: str, role: str) -> None:
+    """Make a user a customer or an admin."""
+    if role not in users.ROLES:
+        raise typer.BadParameter(f"role must be one of {', '.join(users.ROLES)}")
+
+    async def work(rt: Runtime) -> None:
+        async with rt.sessions() as db:
+            user = await users.get_user_by_email(db, email)
+            await users.update_user(db, rt.epoch, user.id, {"role": role})
+            typer.echo(f"{email} is now {role}")
+
+    run(work)
+
+
+@user_app.command("deactivate")
+def user_deactivate(email: str) -> None:
+    """Deactivate a user: their sessions and keys stop working at once, in every worker."""
+
+    async def work(rt: Runtime) -> None:
+        async with rt.sessions() as db:
+            user = await users.get_user_by_email(db, email)
+            await users.deactivate_user(db, rt.epoch, user.id)
+            typer.echo(f"deactivated {email}")
+
+    run(work)
+
+
+@key_app.command("create")
+def key_create(email: str, name: Annotated[str, typer.Option(help="Label for the key")] = "cli") -> None:
+    """Create an API key for a user and print it (it is shown only this once)."""
+
+    async def work(rt: Runtime) -> None:
+        async with rt.sessions() as db:
+            user = await users.get_user_by_email(db, email)
+            key, secret = await api_keys.create_key(db, secret=rt.secret, user_id=user.id, name=name)
+            typer.echo(secret)
+            typer.secho(
+                f"key {key.id} for {email}; copy it now, it is not shown again", err=True, fg=typer.colors.YELLOW
+            )
+
+    run(work)
+
+
+@key_app.command("list")
+def key_list(email: Annotated[str | None, typer.Option(help="Only this user's keys")] = None) -> None:
+    """List API keys (prefix only, never the secret)."""
+
+    async def work(rt: Runtime) -> None:
+        async with rt.sessions() as db:
+            owner = (await users.get_user_by_email(db, email)).id if email else None
+            typer.echo(f"{'id':>5}  {'prefix':<14} {'owner':<32} {'name':<20} last used")
+            for key, owner_email in await api_keys.list_keys(db, owner_id=owner):
+                used = key.last_used_at.isoformat(timespec="seconds") if key.last_used_at else "never"
+                typer.echo(f"{key.id:>5}  {key.prefix:<14} {owner_email:<32} {key.name:<20} {used}")
+
+    run(work)
+
+
+@key_app.command("revoke")
+def key_revoke(key_id: int) -> None:
+    """Delete an API key; it stops working on the next request."""
+
+    async def work(rt: Runtime) -> None:
+        async with rt.sessions() as db:
+            await api_keys.revoke_key(db, rt.epoch, key_id=key_id, owner_id=None)
+            typer.echo(f"revoked key {key_id}")
+
+    run(work)
+
+
+# What each optional part is for; `doctor` reports which of them this machine has.
+SYSTEM_PROGRAMS = {
+    "redis-server": "shared rate limits across workers (tests start it)",
+    "tesseract": "OCR",
+    "espeak-ng": "speech in 26+ languages",
+}
+PYTHON_PACKAGES = {"llama_cpp": "embedded chat model", "asyncpg": "PostgreSQL", "redis": "Redis client"}
+
+
+@app.command()
+def doctor() -> None:
+    """Show the settings in force, the services reachable, and which engines and packages are present."""
+    settings = get_settings()
+    typer.echo(
+        f"aigw {__version__} on Python {platform.python_version()} ({platform.machine()}, {os.cpu_count()} cores)"
+    )
+    typer.echo(f"data dir      {settings.data_dir.resolve()}")
+    typer.echo(f"database      {settings.resolved_database_url.split('@')[-1]}")
+    typer.echo(f"redis         {settings.redis_url or '(none: in-process rate limits)'}")
+
+    async def work(rt: Runtime) -> None:
+        for name, up in (await rt.health()).items():
+            typer.echo(f"service       {name:<20} {'ok' if up else 'DOWN'}")
+
+    run(work)
+    for program, purpose in SYSTEM_PROGRAMS.items():
+        found = shutil.which(program)
+        typer.echo(f"program       {program:<20} {found or 'missing'}  ({purpose})")
+    for module, purpose in PYTHON_PACKAGES.items():
+        present = importlib.util.find_spec(module) is not None
+        typer.echo(f"python        {module:<20} {'present' if present else 'missing'}  ({purpose})")
+
+
+def main() -> None:
+    app()

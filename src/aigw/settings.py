@@ -1,0 +1,109 @@
+"""Typed settings: `AIGW_*` environment variables, then an optional `aigw.toml`, then defaults."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AIGW_", extra="forbid", toml_file="aigw.toml")
+
+    data_dir: Path = Path("./data")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite in the data dir when unset")
+    redis_url: str | None = Field(default=None, description="Shared rate limits and revocation across workers")
+    secret_key: SecretStr | None = Field(default=None, description="Keyed hashes of keys and sessions")
+
+    admin_email: str | None = None
+    admin_password: SecretStr | None = None
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+    default_rate_limit: int = Field(default=60, ge=1, description="Requests per minute for new users")
+    session_ttl_hours: int = Field(default=168, ge=1)
+    cookie_secure: bool = Field(default=False, description="Mark the session cookie Secure (behind HTTPS)")
+    trusted_origins: list[str] = Field(default_factory=list, description="Extra origins allowed to use the cookie")
+    max_body_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    usage_flush_seconds: float = Field(default=1.0, gt=0)
+
+    log_level: str = "info"
+    access_log: bool = Field(default=True, description="One structured log line per request")
+    log_json: bool = Field(default=True, description="Logs as JSON lines (false: plain text)")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - not used: env and aigw.toml only
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("AIGW_CONFIG", "aigw.toml"))
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_path)
+        return (init_settings, env_settings, toml)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return normalize_database_url(self.database_url)
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'aigw.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    def secret(self) -> bytes:
+        """The server secret; generated once into the data dir, so every worker shares it."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        return load_or_create_secret(self.data_dir / "secret_key")
+
+
+def normalize_database_url(url: str) -> str:
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        return path.read_bytes().strip()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    tmp.write_bytes(secrets.token_urlsafe(48).encode())
+    os.chmod(tmp, 0o600)
+    try:
+        # link() fails if another worker won the race; then everyone reads the winner's secret.
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_bytes().strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def settings_from(overrides: dict[str, Any]) -> Settings:
+    return Settings(**overrides)
