@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,6 +21,34 @@ from aigw.settings import Settings
 from aigw.store.db import create_engine, migrate, session_factory
 
 log = logging.getLogger("aigw.runtime")
+
+
+INITIAL_ADMIN_EMAIL = "admin@aigw.local"
+
+
+async def bootstrap_admin(db: AsyncSession, settings: Settings) -> None:
+    """Make sure an admin exists: the one from settings, or a generated one on a first start.
+
+    A generated password is written to `initial_admin.txt` in the data dir (mode 0600), never logged.
+    """
+    if settings.admin_email and settings.admin_password:
+        email, password = settings.admin_email, settings.admin_password.get_secret_value()
+    else:
+        email, password = INITIAL_ADMIN_EMAIL, secrets.token_urlsafe(12)
+    created = await ensure_admin(db, email, password)
+    await db.flush()
+    if created is None:
+        return
+    if not settings.admin_password:
+        path = settings.data_dir / "initial_admin.txt"
+        path.touch(mode=0o600)
+        path.write_text(f"email: {email}\npassword: {password}\n")
+        log.warning(
+            "created the first admin; the password is in the data dir",
+            extra={"email": email, "file": str(path.resolve())},
+        )
+    else:
+        log.info("bootstrap admin ready", extra={"email": email})
 
 
 @dataclass
@@ -42,14 +71,8 @@ class Runtime:
         db = create_engine(settings.resolved_database_url)
 
         async def bootstrap(conn: AsyncConnection) -> None:
-            if settings.admin_email and settings.admin_password:
-                async with AsyncSession(bind=conn) as session:
-                    created = await ensure_admin(
-                        session, settings.admin_email, settings.admin_password.get_secret_value()
-                    )
-                    await session.flush()
-                    if created is not None:
-                        log.info("bootstrap admin ready", extra={"email": created.email})
+            async with AsyncSession(bind=conn) as session:
+                await bootstrap_admin(session, settings)
 
         await migrate(db, settings.data_dir / ".migrate.lock", after=bootstrap)
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None

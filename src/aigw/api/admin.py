@@ -14,7 +14,7 @@ from aigw.deps import DbSession, RowId, RuntimeDep, require_admin
 router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
 Role = Literal["customer", "admin"]
-RateLimit = Field(ge=1, le=1_000_000, description="Requests per minute, across all keys and sessions")
+RateLimit = Field(default=None, ge=1, le=1_000_000, description="Requests per minute, across all keys and sessions")
 
 
 class UserCreate(BaseModel):

@@ -15,6 +15,11 @@ async def health(runtime: RuntimeDep) -> dict[str, Any]:
     return {"status": "ok" if all(services.values()) else "degraded", "services": services}
 
 
-@router.api_route("/api/healthz", methods=["GET", "POST"], summary="Answer-engine liveness (public)")
+@router.get("/api/healthz", summary="Answer-engine liveness (public)")
 async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.post("/api/healthz", summary="Answer-engine liveness (public)")
+async def healthz_post() -> dict[str, str]:
     return {"status": "ok"}

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aigw.auth.principal import CredentialKind, Principal
@@ -57,21 +58,29 @@ def _origin_allowed(headers: dict[bytes, bytes], trusted: list[str]) -> bool:
     return origin_text in {f"http://{host}", f"https://{host}", *trusted}
 
 
-def route_template(scope: Scope) -> str:
-    route = scope.get("route")
-    if route is not None:
-        return str(getattr(route, "path", scope["path"]))
-    app = scope.get("app")
-    for candidate in getattr(getattr(app, "router", None), "routes", ()):
-        match, _ = candidate.matches(scope)
-        if match == Match.FULL:
-            return str(candidate.path)
-    return "(unmatched)"
+class RouteTemplates:
+    """Names the route of a request that was answered before routing (429, 403, 413) from the OpenAPI paths."""
+
+    def __init__(self) -> None:
+        self._table: list[tuple[re.Pattern[str], str]] | None = None
+
+    def __call__(self, scope: Scope) -> str:
+        route = scope.get("route")
+        if route is not None:
+            return str(getattr(route, "path", scope["path"]))
+        if self._table is None:
+            paths = scope["app"].openapi()["paths"]
+            self._table = [(compile_path(path)[0], path) for path in paths]
+        for pattern, template in self._table:
+            if pattern.match(scope["path"]):
+                return template
+        return "(unmatched)"
 
 
 class GatewayMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.route_template = RouteTemplates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -109,9 +118,8 @@ class GatewayMiddleware:
             credential = _credential(headers)
             if credential is not None:
                 kind, token = credential
-                principal = await runtime.authenticator.resolve(kind, token) if token else None
-                if principal is not None:
-                    principal, decision = await runtime.authenticator.admit(kind, token, principal)
+                principal, decision = await runtime.authenticator.authenticate(kind, token) if token else (None, None)
+                if decision is not None:
                     extra_headers.extend(decision.headers())
                     if principal is not None and not decision.allowed:
                         extra_headers.append((b"retry-after", str(decision.retry_after).encode()))
@@ -160,7 +168,7 @@ class GatewayMiddleware:
             await self.app(scope, limited_receive, send_with_headers)
         finally:
             latency_ms = (time.perf_counter() - started) * 1000
-            endpoint = route_template(scope)
+            endpoint = self.route_template(scope)
             if principal is not None:
                 runtime.usage.record(
                     user_id=principal.user_id,

@@ -35,6 +35,7 @@ class Principal:
     key_id: int | None = None
     session_hash: str | None = None
     expires_at: datetime | None = None
+    epoch: int = -1  # the revocation epoch this was loaded under
 
     @property
     def is_admin(self) -> bool:
@@ -45,7 +46,7 @@ class Principal:
         return self.session_hash is not None
 
 
-def principal_for(user: User, *, key_id: int | None = None, session: Session | None = None) -> Principal:
+def principal_for(user: User, epoch: int, *, key_id: int | None = None, session: Session | None = None) -> Principal:
     return Principal(
         user_id=user.id,
         email=user.email,
@@ -56,6 +57,7 @@ def principal_for(user: User, *, key_id: int | None = None, session: Session | N
         key_id=key_id,
         session_hash=session.token_hash if session else None,
         expires_at=session.expires_at if session else None,
+        epoch=epoch,
     )
 
 
@@ -66,10 +68,34 @@ class Authenticator:
         self._limiter = limiter
         self._hits: dict[str, Principal] = {}
         self._misses: OrderedDict[str, None] = OrderedDict()
-        self._epoch: int | None = None
+        self._epoch = -1  # the newest revocation epoch this worker has seen; epochs only grow
 
-    async def resolve(self, kind: CredentialKind, token: str) -> Principal | None:
+    async def authenticate(self, kind: CredentialKind, token: str) -> tuple[Principal | None, RateDecision | None]:
+        """Find who `token` belongs to and count the request against their limit.
+
+        The limiter reports the current revocation epoch. An entry loaded under an older epoch is
+        reloaded before it is trusted, so a revoked key fails on the very next request even when
+        other requests of this worker are in flight.
+        """
         digest = keyed_hash(self._secret, token)
+        principal = await self._lookup(kind, digest)
+        if principal is None:
+            return None, None
+        bucket = f"user:{principal.user_id}"
+        decision = await self._limiter.hit(bucket, principal.rate_limit)
+        if decision.epoch > self._epoch:
+            self._hits.clear()
+            self._misses.clear()
+            self._epoch = decision.epoch
+        if principal.epoch >= decision.epoch:
+            return principal, decision
+        fresh = await self._lookup(kind, digest)
+        if fresh is not None and not decision.allowed and fresh.rate_limit != principal.rate_limit:
+            # The limit changed since this entry was cached: judge the request by the new one.
+            decision = await self._limiter.hit(bucket, fresh.rate_limit)
+        return fresh, decision
+
+    async def _lookup(self, kind: CredentialKind, digest: str) -> Principal | None:
         principal = self._hits.get(digest)
         if principal is None:
             if digest in self._misses:
@@ -80,19 +106,8 @@ class Authenticator:
             return None
         return principal
 
-    async def admit(
-        self, kind: CredentialKind, token: str, principal: Principal
-    ) -> tuple[Principal | None, RateDecision]:
-        """Count the request against the user's limit, then confirm the principal under the current epoch."""
-        decision = await self._limiter.hit(f"user:{principal.user_id}", principal.rate_limit)
-        if decision.epoch != self._epoch:
-            self._hits.clear()
-            self._misses.clear()
-            self._epoch = decision.epoch
-            return await self.resolve(kind, token), decision
-        return principal, decision
-
     async def _load(self, kind: CredentialKind, digest: str) -> Principal | None:
+        epoch = self._epoch  # read before the database, so the entry can only be older than its tag says
         async with self._sessions() as db:
             if kind == "key":
                 row = (
@@ -102,7 +117,7 @@ class Authenticator:
                         .where(ApiKey.key_hash == digest, User.active.is_(True))
                     )
                 ).first()
-                principal = principal_for(row[1], key_id=row[0]) if row else None
+                principal = principal_for(row[1], epoch, key_id=row[0]) if row else None
             else:
                 srow = (
                     await db.execute(
@@ -111,7 +126,7 @@ class Authenticator:
                         .where(Session.token_hash == digest, User.active.is_(True))
                     )
                 ).first()
-                principal = principal_for(srow[1], session=srow[0]) if srow else None
+                principal = principal_for(srow[1], epoch, session=srow[0]) if srow else None
         if principal is None:
             self._misses[digest] = None
             if len(self._misses) > _MAX_MISSES:

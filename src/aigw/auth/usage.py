@@ -17,6 +17,7 @@ log = logging.getLogger("aigw.usage")
 
 PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 _FLUSH_AT = 1000
+_KEEP_ON_FAILURE = 100_000
 
 
 @dataclass(slots=True)
@@ -110,7 +111,8 @@ class UsageRecorder:
                             .values(last_used_at=when)
                         )
             except Exception:
-                self._rows[:0] = rows
+                # Keep the batch for the next try, but never grow without bound while the database is away.
+                self._rows[:0] = rows[-_KEEP_ON_FAILURE:]
                 for key_id, when in last_used.items():
                     self._last_used.setdefault(key_id, when)
                 raise

@@ -113,11 +113,14 @@ async def check_login(db: AsyncSession, email: str, password: str) -> User:
 
 
 async def ensure_admin(db: AsyncSession, email: str, password: str) -> User | None:
-    """Create the bootstrap admin unless an admin already exists; returns the user it created."""
+    """Create the bootstrap admin unless an admin already exists; returns the user only if it is new.
+
+    An existing user with that email is promoted and keeps their own password.
+    """
     if await db.scalar(select(func.count()).select_from(User).where(User.role == "admin")):
         return None
     existing = await db.scalar(select(User).where(User.email == normalize_email(email)))
     if existing is not None:
         existing.role, existing.active = "admin", True
-        return existing
+        return None
     return await create_user(db, email=email, password=password, name="Admin", role="admin", rate_limit=600)

@@ -77,7 +77,8 @@ class UsageRecord(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"), nullable=True)
+    # No foreign key: usage outlives the key it was made with, and is written after the key may be gone.
+    key_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     endpoint: Mapped[str] = mapped_column(String(200))
     method: Mapped[str] = mapped_column(String(10))
     status: Mapped[int] = mapped_column(Integer)

@@ -53,7 +53,7 @@ def upgrade() -> None:
         "usage_records",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
         sa.Column("user_id", sa.Integer(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
-        sa.Column("key_id", sa.Integer(), sa.ForeignKey("api_keys.id", ondelete="SET NULL"), nullable=True),
+        sa.Column("key_id", sa.Integer(), nullable=True),
         sa.Column("endpoint", sa.String(200), nullable=False),
         sa.Column("method", sa.String(10), nullable=False),
         sa.Column("status", sa.Integer(), nullable=False),

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages aigw uses, when they are missing and we can (root + apt-get);
+# otherwise says what to install. Usage: scripts/system-packages.sh run|test
+set -euo pipefail
+purpose=${1:-run}
+
+need=()
+python3 -c "import ensurepip, venv" 2>/dev/null || need+=(python3-venv)
+if [ "$purpose" = test ]; then
+  command -v redis-server >/dev/null || need+=(redis-server)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing Debian packages: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+else
+  echo "aigw needs these Debian packages: ${need[*]}" >&2
+  echo "install them with: sudo apt-get install ${need[*]}" >&2
+  exit 1
+fi
