@@ -103,7 +103,9 @@ class UsageRecorder:
             try:
                 async with self.sessions.begin() as db:
                     if rows:
-                        await db.execute(insert(UsageRecord), rows)
+                        await db.execute(
+                            insert(UsageRecord.metadata.tables[UsageRecord.__tablename__]), rows
+                        )  # Core executemany: no ORM per row
                     for key_id, when in last_used.items():
                         await db.execute(
                             update(ApiKey)
