@@ -81,9 +81,15 @@ class Gateway:
         assert resp.status_code == 200, resp.text
         return client
 
-    def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, input: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [AIGW, *args], env=self.env, capture_output=True, text=True, input=input, timeout=120, cwd=self.data_dir
+            [AIGW, *args],
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=120,
+            cwd=self.data_dir,
         )
 
     def log(self) -> str:

@@ -56,3 +56,21 @@ def test_doctor_reports_services_and_packages(gateway: Gateway) -> None:
     assert out.returncode == 0, out.stderr
     assert "database" in out.stdout and "ok" in out.stdout
     assert "redis-server" in out.stdout and "llama_cpp" in out.stdout
+
+
+def test_settings_come_from_aigw_toml_and_env_wins(gateway: Gateway) -> None:
+    config = gateway.data_dir / "custom.toml"
+    config.write_text("default_rate_limit = 33\nsession_ttl_hours = 5\n")
+    email = f"toml-{uuid.uuid4().hex[:8]}@example.com"
+    made = gateway.cli("user", "create", email, "--password", "toml-password", AIGW_CONFIG=str(config))
+    assert made.returncode == 0, made.stderr
+    row = next(r for r in gateway.cli("user", "list").stdout.splitlines() if email in r)
+    assert " 33 " in row
+    email2 = f"toml-{uuid.uuid4().hex[:8]}@example.com"
+    gateway.cli(
+        "user", "create", email2, "--password", "toml-password", AIGW_CONFIG=str(config), AIGW_DEFAULT_RATE_LIMIT="44"
+    )
+    assert " 44 " in next(r for r in gateway.cli("user", "list").stdout.splitlines() if email2 in r)
+    config.write_text("no_such_setting = 1\n")
+    bad = gateway.cli("user", "list", AIGW_CONFIG=str(config))
+    assert bad.returncode != 0 and "no_such_setting" in bad.stderr

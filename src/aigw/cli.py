@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 from aigw import __version__
 from aigw.auth import api_keys, users
@@ -229,4 +230,9 @@ def doctor() -> None:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except ValidationError as exc:  # settings from env or aigw.toml: say which, without a traceback
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        typer.secho(f"error: invalid settings: {problems}", fg=typer.colors.RED, err=True)
+        raise SystemExit(2) from None
