@@ -54,7 +54,7 @@ class Gateway:
 
     def client(self, key: str | None = None, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        client = httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
+        client = httpx.Client(base_url=self.url, headers=headers, **{"timeout": 30, **kwargs})
         self._clients.append(client)
         return client
 
@@ -119,6 +119,7 @@ def gateway_env(
             "AIGW_MAX_BODY_BYTES": str(MAX_BODY),
             "AIGW_USAGE_FLUSH_SECONDS": "0.2",
             "AIGW_CONFIG": str(data_dir / "aigw.toml"),
+            "AIGW_PRELOAD_MODELS": "false",  # servers that never chat need not load the model
         }
     )
     if database_url:

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from aigw import __version__
-from aigw.api import admin, auth, health, keys
+from aigw.api import admin, auth, chat, health, keys, openai
 from aigw.auth.middleware import GatewayMiddleware
 from aigw.errors import install_error_handlers
 from aigw.logs import configure_logging
@@ -24,6 +24,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         runtime = await Runtime.start(settings)
         runtime.usage.start()
+        if settings.preload_models:
+            runtime.engines.warm_in_background()
         try:
             yield {"runtime": runtime}
         finally:
@@ -35,7 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Self-hosted AI gateway: one API key for chat, knowledge bases, speech, vision and documents.",
     )
-    for module in (health, auth, keys, admin):
+    for module in (health, auth, keys, admin, chat, openai):
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(GatewayMiddleware)

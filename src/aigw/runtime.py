@@ -16,6 +16,7 @@ from aigw.auth.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimite
 from aigw.auth.revocation import FileEpoch, RedisEpoch, RevocationEpoch
 from aigw.auth.usage import UsageRecorder
 from aigw.auth.users import ensure_admin
+from aigw.chat.service import ChatService
 from aigw.engines.base import EngineRegistry
 from aigw.settings import Settings
 from aigw.store.db import create_engine, migrate, session_factory
@@ -63,6 +64,7 @@ class Runtime:
     authenticator: Authenticator
     usage: UsageRecorder
     engines: EngineRegistry
+    chat: ChatService
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
@@ -85,6 +87,8 @@ class Runtime:
             epoch, limiter = file_epoch, MemoryRateLimiter(file_epoch)
         sessions = session_factory(db)
         usage = UsageRecorder(sessions, interval=settings.usage_flush_seconds)
+        engines = EngineRegistry()
+        chat = ChatService.from_settings(settings, engines)
         return cls(
             settings=settings,
             secret=secret,
@@ -95,7 +99,8 @@ class Runtime:
             limiter=limiter,
             authenticator=Authenticator(secret, sessions, limiter),
             usage=usage,
-            engines=EngineRegistry(),
+            engines=engines,
+            chat=chat,
         )
 
     @property

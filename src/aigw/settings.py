@@ -6,15 +6,44 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+DEFAULT_CHAT_MODEL = "qwen2.5-coder-0.5b"
+
+
+class ChatBackend(BaseModel):
+    """One place a chat model can be served from; a model lists several as an ordered fallback chain."""
+
+    model_config = ConfigDict(extra="forbid")
+    engine: Literal["llama", "ollama", "openai"]
+    model: str | None = Field(default=None, description="Upstream model name (ollama, openai)")
+    base_url: str | None = Field(default=None, description="http://host:11434 (ollama) or http://host/v1 (openai)")
+    api_key: SecretStr | None = None
+    path: Path | None = Field(default=None, description="GGUF file (llama); default: the packaged Qwen2.5-Coder")
+    timeout: float = Field(default=120.0, gt=0)
+    n_ctx: int = Field(default=8192, ge=512, description="llama: context window in tokens")
+    n_threads: int | None = Field(default=None, ge=1, description="llama: CPU threads (default: all cores)")
+    max_queue: int = Field(default=16, ge=1, description="llama: requests waiting beyond this get 503")
+
+    @model_validator(mode="after")
+    def _check(self) -> ChatBackend:
+        if self.engine != "llama" and not (self.base_url and self.model):
+            raise ValueError(f"a {self.engine} backend needs base_url and model")
+        return self
+
+
+class ChatModelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    backends: list[ChatBackend] = Field(min_length=1)
 
 
 class Settings(BaseSettings):
@@ -38,6 +67,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     usage_flush_seconds: float = Field(default=1.0, gt=0)
 
+    chat_models: list[ChatModelConfig] = Field(
+        default_factory=lambda: [ChatModelConfig(name=DEFAULT_CHAT_MODEL, backends=[ChatBackend(engine="llama")])],
+        description="JSON list of {name, backends: [{engine, model, base_url, ...}]}; backends are tried in order",
+    )
+    default_chat_model: str = DEFAULT_CHAT_MODEL
+    models_dir: Path | None = Field(default=None, description="Assembled model files (default: <data dir>/models)")
+    preload_models: bool = Field(default=True, description="Load embedded models when the server starts")
+
     log_level: str = "info"
     access_log: bool = Field(default=True, description="One structured log line per request")
     log_json: bool = Field(default=True, description="Logs as JSON lines (false: plain text)")
@@ -60,6 +97,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return normalize_database_url(self.database_url)
         return f"sqlite+aiosqlite:///{(self.data_dir / 'aigw.db').resolve()}"
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir or self.data_dir / "models"
 
     @property
     def is_sqlite(self) -> bool:

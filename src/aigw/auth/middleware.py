@@ -92,6 +92,7 @@ class GatewayMiddleware:
         request_id = headers.get(b"x-request-id", b"")[:64] or os.urandom(8).hex().encode()
         state = scope["state"]
         state["request_id"] = request_id.decode("latin-1")
+        state["started"] = started
         extra_headers: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id)]
         status = 500
         principal: Principal | None = None

@@ -7,11 +7,15 @@ they ask the registry for "the chat engine for model X" and get whichever is con
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from aigw.errors import EngineUnavailable
+
+log = logging.getLogger("aigw.engines")
 
 
 @runtime_checkable
@@ -28,6 +32,7 @@ class Engine(Protocol):
 class EngineRegistry:
     _engines: dict[str, dict[str, Engine]] = field(default_factory=dict)
     _defaults: dict[str, str] = field(default_factory=dict)
+    _warming: set[asyncio.Task[None]] = field(default_factory=set)
 
     def register(self, engine: Engine, *, default: bool = False) -> None:
         by_name = self._engines.setdefault(engine.modality, {})
@@ -58,6 +63,22 @@ class EngineRegistry:
                 status[engine.name] = False
         return status
 
+    def warm_in_background(self) -> None:
+        """Start loading every engine that loads something (embedded models), without waiting."""
+        for engine in self.all():
+            warm = getattr(engine, "warm", None)
+            if warm is not None:
+                task = asyncio.create_task(warm(), name=f"warm-{engine.name}")
+                self._warming.add(task)
+                task.add_done_callback(self._warmed)
+
+    def _warmed(self, task: asyncio.Task[None]) -> None:
+        self._warming.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("engine failed to load", exc_info=task.exception(), extra={"task": task.get_name()})
+
     async def close(self) -> None:
+        for task in self._warming:
+            task.cancel()
         for engine in self.all():
             await engine.close()
