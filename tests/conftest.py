@@ -6,6 +6,7 @@ SQLite and once on PostgreSQL (pgserver's PostgreSQL 16, or AIGW_TEST_POSTGRES_U
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -22,6 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from aigw.engines.packaged import QWEN_CODER_05B, assemble
 
 AIGW = str(Path(sys.executable).parent / "aigw")
 ADMIN_EMAIL = "root@example.com"
@@ -242,6 +245,63 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         client.close()
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One assembled copy of the packaged chat model for every server of the session."""
+    path = tmp_path_factory.mktemp("models")
+    assemble(QWEN_CODER_05B, path)
+    return path
+
+
+LLAMA_API_KEY = "test-llama-key"
+
+
+@dataclass
+class LlamaServer:
+    base_url: str  # with /v1
+    api_key: str
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[LlamaServer]:
+    """A real third-party OpenAI-compatible server: llama-cpp-python's own, on the packaged GGUF."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.fail("llama-cpp-python is not installed in this environment")
+    model = models_dir / QWEN_CODER_05B.filename
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--n_ctx", "2048", "--api_key", LLAMA_API_KEY, "--verbose", "False"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = LlamaServer(f"http://127.0.0.1:{port}/v1", LLAMA_API_KEY)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
+            try:
+                headers = {"Authorization": f"Bearer {LLAMA_API_KEY}"}
+                if httpx.get(f"{server.base_url}/models", headers=headers, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama_cpp.server did not start:\n{log_path.read_text(errors='replace')}")
+            time.sleep(0.2)
+        yield server
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])

@@ -26,17 +26,15 @@ WEATHER = {
 GREEDY = {"temperature": 0, "seed": 1}
 
 
-@pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One assembled copy of the packaged model for every test server of the session."""
-    return tmp_path_factory.mktemp("models")
-
-
 @pytest.fixture(scope="module")
 def chat_gateway(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Gateway]:
     models = [{"name": "qwen2.5-coder-0.5b", "backends": [{"engine": "llama", "n_ctx": 4096, "max_queue": 2}]}]
-    gw = start_gateway(tmp_path_factory.mktemp("gw-chat"), AIGW_MODELS_DIR=str(models_dir),
-                       AIGW_CHAT_MODELS=json.dumps(models), AIGW_PRELOAD_MODELS="true")
+    gw = start_gateway(
+        tmp_path_factory.mktemp("gw-chat"),
+        AIGW_MODELS_DIR=str(models_dir),
+        AIGW_CHAT_MODELS=json.dumps(models),
+        AIGW_PRELOAD_MODELS="true",
+    )
     yield gw
     gw.stop()
 
@@ -55,9 +53,17 @@ def chat(gw: Gateway, key: str, body: dict[str, Any]) -> httpx.Response:
 
 def test_chat_streams_tokens_then_done_with_counts(chat_gateway: Gateway) -> None:
     user = chat_gateway.new_user()
-    resp = chat(chat_gateway, user.key, {"messages": [
-        {"role": "system", "content": "You are a helpful assistant."},
-        {"role": "user", "content": "Name the capital of France in one word."}], "options": GREEDY})
+    resp = chat(
+        chat_gateway,
+        user.key,
+        {
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "Name the capital of France in one word."},
+            ],
+            "options": GREEDY,
+        },
+    )
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/event-stream")
     events = sse_events(resp)
@@ -77,8 +83,10 @@ def test_temperature_zero_repeats_and_sampling_varies(chat_gateway: Gateway) -> 
     user = chat_gateway.new_user()
 
     def text(options: dict[str, Any]) -> str:
-        body = {"messages": [{"role": "user", "content": "Write one sentence about the sea."}],
-                "options": {**options, "num_predict": 24}}
+        body = {
+            "messages": [{"role": "user", "content": "Write one sentence about the sea."}],
+            "options": {**options, "num_predict": 24},
+        }
         return "".join(d["content"] for k, d in sse_events(chat(chat_gateway, user.key, body)) if k == "token")
 
     # Greedy decoding repeats even across the prompt cache. (At temperature > 0 the seed fixes the
@@ -87,29 +95,68 @@ def test_temperature_zero_repeats_and_sampling_varies(chat_gateway: Gateway) -> 
     assert len({text({"temperature": 1.5, "seed": s}) for s in range(3)}) > 1
 
 
+def test_follow_up_turn_reuses_the_evaluated_history(chat_gateway: Gateway) -> None:
+    user = chat_gateway.new_user()
+    history = [
+        {"role": "system", "content": "You are a terse assistant. " * 20},
+        {"role": "user", "content": "Name a color."},
+    ]
+    first = sse_events(chat(chat_gateway, user.key, {"messages": history, "options": {**GREEDY, "num_predict": 8}}))
+    answer = "".join(d["content"] for k, d in first if k == "token")
+    follow = [*history, {"role": "assistant", "content": answer}, {"role": "user", "content": "Another one."}]
+    done = sse_events(chat(chat_gateway, user.key, {"messages": follow, "options": {**GREEDY, "num_predict": 8}}))[-1][
+        1
+    ]
+    # Everything up to the new turn was already evaluated: only the new tokens are read.
+    assert done["prompt_cached_count"] >= first[-1][1]["prompt_eval_count"] > 100
+    assert done["prompt_eval_count"] - done["prompt_cached_count"] < 30
+
+
 def test_num_predict_caps_the_answer(chat_gateway: Gateway) -> None:
     user = chat_gateway.new_user()
-    events = sse_events(chat(chat_gateway, user.key, {
-        "messages": [{"role": "user", "content": "Count from 1 to 100, separated by spaces."}],
-        "options": {**GREEDY, "num_predict": 5}}))
+    events = sse_events(
+        chat(
+            chat_gateway,
+            user.key,
+            {
+                "messages": [{"role": "user", "content": "Count from 1 to 100, separated by spaces."}],
+                "options": {**GREEDY, "num_predict": 5},
+            },
+        )
+    )
     assert events[-1][1]["eval_count"] == 5
     assert events[-1][1]["done_reason"] == "length"
 
 
 def test_stop_sequence_ends_the_answer(chat_gateway: Gateway) -> None:
     user = chat_gateway.new_user()
-    events = sse_events(chat(chat_gateway, user.key, {
-        "messages": [{"role": "user", "content": "Count from 1 to 10, separated by spaces."}],
-        "options": {**GREEDY, "stop": ["5"]}}))
+    events = sse_events(
+        chat(
+            chat_gateway,
+            user.key,
+            {
+                "messages": [{"role": "user", "content": "Count from 1 to 10, separated by spaces."}],
+                "options": {**GREEDY, "stop": ["5"]},
+            },
+        )
+    )
     text = "".join(d["content"] for k, d in events if k == "token")
     assert "4" in text and "5" not in text and "6" not in text
 
 
 def test_tool_call_parses_and_matches_the_schema(chat_gateway: Gateway) -> None:
     user = chat_gateway.new_user()
-    events = sse_events(chat(chat_gateway, user.key, {
-        "messages": [{"role": "user", "content": "What is the weather in Paris right now?"}],
-        "tools": [WEATHER], "options": GREEDY}))
+    events = sse_events(
+        chat(
+            chat_gateway,
+            user.key,
+            {
+                "messages": [{"role": "user", "content": "What is the weather in Paris right now?"}],
+                "tools": [WEATHER],
+                "options": GREEDY,
+            },
+        )
+    )
     calls = [data for kind, data in events if kind == "tool_call"]
     assert len(calls) == 1, events
     call = calls[0]["tool_calls"][0]["function"]
@@ -123,11 +170,25 @@ def test_tool_call_parses_and_matches_the_schema(chat_gateway: Gateway) -> None:
 
 def test_tool_result_is_answered(chat_gateway: Gateway) -> None:
     user = chat_gateway.new_user()
-    events = sse_events(chat(chat_gateway, user.key, {"tools": [WEATHER], "options": GREEDY, "messages": [
-        {"role": "user", "content": "What is the weather in Paris right now?"},
-        {"role": "assistant", "content": "",
-         "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
-        {"role": "tool", "name": "get_weather", "content": '{"temp_c": 18, "sky": "sunny"}'}]}))
+    events = sse_events(
+        chat(
+            chat_gateway,
+            user.key,
+            {
+                "tools": [WEATHER],
+                "options": GREEDY,
+                "messages": [
+                    {"role": "user", "content": "What is the weather in Paris right now?"},
+                    {
+                        "role": "assistant",
+                        "content": "",
+                        "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}],
+                    },
+                    {"role": "tool", "name": "get_weather", "content": '{"temp_c": 18, "sky": "sunny"}'},
+                ],
+            },
+        )
+    )
     text = "".join(d["content"] for k, d in events if k == "token")
     assert "18" in text and "sunny" in text.lower(), text
     assert not [kind for kind, _ in events if kind == "tool_call"]
@@ -140,8 +201,10 @@ def usage_row(gw: Gateway, user_id: int, endpoint: str) -> dict[str, Any]:
 
 def test_client_disconnect_stops_generation(chat_gateway: Gateway) -> None:
     user = chat_gateway.new_user()
-    body = {"messages": [{"role": "user", "content": "Write a very long story about a dragon and a knight."}],
-            "options": {**GREEDY, "num_predict": 2000}}
+    body = {
+        "messages": [{"role": "user", "content": "Write a very long story about a dragon and a knight."}],
+        "options": {**GREEDY, "num_predict": 2000},
+    }
     with httpx.Client(base_url=chat_gateway.url, headers={"Authorization": f"Bearer {user.key}"}, timeout=60) as c:
         with c.stream("POST", "/api/chat", json=body) as resp:
             seen = 0
@@ -151,8 +214,11 @@ def test_client_disconnect_stops_generation(chat_gateway: Gateway) -> None:
                     break
     started = time.monotonic()
     # The engine is free again at once: the next request is not queued behind 2000 tokens.
-    quick = chat(chat_gateway, user.key, {"messages": [{"role": "user", "content": "Say OK."}],
-                                          "options": {**GREEDY, "num_predict": 3}})
+    quick = chat(
+        chat_gateway,
+        user.key,
+        {"messages": [{"role": "user", "content": "Say OK."}], "options": {**GREEDY, "num_predict": 3}},
+    )
     assert quick.status_code == 200 and time.monotonic() - started < 30
     deadline = time.monotonic() + 10
     while not usage_row(chat_gateway, user.id, "/api/chat").get("count") == 2 and time.monotonic() < deadline:
@@ -173,16 +239,22 @@ def test_full_queue_gets_503_with_retry_after(chat_gateway: Gateway) -> None:
     assert sum(r.status_code == 200 for r in responses) >= 3  # one running and max_queue=2 waiting
 
 
-@pytest.mark.parametrize(("body", "status", "code"), [
-    ({"messages": [{"role": "user", "content": "hi"}], "options": {"temprature": 0}}, 422, "invalid"),
-    ({"messages": [{"role": "user", "content": "hi"}], "model": "no-such-model"}, 404, "model_not_found"),
-    ({"messages": []}, 422, "invalid"),
-    ({"messages": [{"role": "robot", "content": "hi"}]}, 422, "invalid"),
-    ({"messages": [{"role": "assistant", "content": "hi"}]}, 422, "invalid_messages"),
-    ({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {}}]}, 422,
-     "invalid"),
-    ({"messages": [{"role": "user", "content": "hi"}], "options": {"temperature": 9}}, 422, "invalid"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"messages": [{"role": "user", "content": "hi"}], "options": {"temprature": 0}}, 422, "invalid"),
+        ({"messages": [{"role": "user", "content": "hi"}], "model": "no-such-model"}, 404, "model_not_found"),
+        ({"messages": []}, 422, "invalid"),
+        ({"messages": [{"role": "robot", "content": "hi"}]}, 422, "invalid"),
+        ({"messages": [{"role": "assistant", "content": "hi"}]}, 422, "invalid_messages"),
+        (
+            {"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {}}]},
+            422,
+            "invalid",
+        ),
+        ({"messages": [{"role": "user", "content": "hi"}], "options": {"temperature": 9}}, 422, "invalid"),
+    ],
+)
 def test_bad_chat_requests_are_4xx(chat_gateway: Gateway, body: dict[str, Any], status: int, code: str) -> None:
     resp = chat(chat_gateway, chat_gateway.new_user().key, body)
     assert resp.status_code == status, resp.text
@@ -203,3 +275,79 @@ def test_chat_needs_credentials(chat_gateway: Gateway) -> None:
 def test_health_lists_the_embedded_engine(chat_gateway: Gateway) -> None:
     services = chat_gateway.client().get("/health").json()["services"]
     assert services["llama.cpp/qwen2.5-coder-0.5b"] is True
+
+
+def openai_client(gw: Gateway, key: str) -> Any:
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0, timeout=300)
+
+
+def test_openai_sdk_lists_models_and_completes(chat_gateway: Gateway) -> None:
+    client = openai_client(chat_gateway, chat_gateway.new_user().key)
+    assert [m.id for m in client.models.list()] == ["qwen2.5-coder-0.5b"]
+    raw = client.chat.completions.with_raw_response.create(
+        model="qwen2.5-coder-0.5b",
+        temperature=0,
+        max_tokens=16,
+        messages=[
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Name the capital of France in one word."},
+        ],
+    )
+    completion = raw.parse()
+    assert "Paris" in completion.choices[0].message.content
+    assert completion.choices[0].finish_reason in ("stop", "length")
+    assert completion.usage.prompt_tokens > 10 and 0 < completion.usage.completion_tokens <= 16
+    assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    timing = dict(part.strip().split(";dur=") for part in raw.headers["server-timing"].split(","))
+    assert set(timing) == {"gateway", "engine"}
+    assert 0 <= float(timing["gateway"]) < float(timing["engine"])
+
+
+def test_openai_sdk_streams_with_usage(chat_gateway: Gateway) -> None:
+    client = openai_client(chat_gateway, chat_gateway.new_user().key)
+    chunks = list(
+        client.chat.completions.create(
+            model="qwen2.5-coder-0.5b",
+            temperature=0,
+            max_tokens=16,
+            stream=True,
+            stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": "Name the capital of France in one word."}],
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "Paris" in text
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+def test_openai_sdk_tool_call_round_trip(chat_gateway: Gateway) -> None:
+    client = openai_client(chat_gateway, chat_gateway.new_user().key)
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "What is the weather in Paris right now?"}]
+    first = client.chat.completions.create(
+        model="qwen2.5-coder-0.5b", temperature=0, messages=messages, tools=[WEATHER]
+    )
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments)["city"].lower() == "paris"
+    messages += [
+        choice.message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": 18, "sky": "sunny"}'},
+    ]
+    answer = client.chat.completions.create(
+        model="qwen2.5-coder-0.5b", temperature=0, messages=messages, tools=[WEATHER]
+    )
+    assert "18" in answer.choices[0].message.content
+
+
+def test_openai_sdk_errors_are_status_errors(chat_gateway: Gateway) -> None:
+    import openai
+
+    client = openai_client(chat_gateway, chat_gateway.new_user().key)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.AuthenticationError):
+        openai_client(chat_gateway, "aigw_" + "0" * 43).models.list()

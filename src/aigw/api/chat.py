@@ -49,6 +49,7 @@ def chat_event_frame(event: ChatEvent, session: ChatSession) -> bytes:
         "total_duration": event.total_duration_ns,
         "eval_count": event.eval_count,
         "prompt_eval_count": event.prompt_tokens,
+        "prompt_cached_count": event.cached_tokens,
         "done_reason": event.finish_reason,
         "model": session.model.name,
     }

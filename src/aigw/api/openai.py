@@ -150,11 +150,12 @@ def _openai_calls(calls: list[ToolCall]) -> list[dict[str, Any]]:
     ]
 
 
-def _usage(session: ChatSession) -> dict[str, int]:
+def _usage(session: ChatSession) -> dict[str, Any]:
     return {
         "prompt_tokens": session.prompt_tokens,
         "completion_tokens": session.eval_count,
         "total_tokens": session.prompt_tokens + session.eval_count,
+        "prompt_tokens_details": {"cached_tokens": session.cached_tokens},
     }
 
 

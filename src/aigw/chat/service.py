@@ -50,6 +50,7 @@ class ChatSession:
     sources: list[dict[str, Any]] = field(default_factory=list)
     engine_name: str | None = None
     prompt_tokens: int = 0
+    cached_tokens: int = 0
     eval_count: int = 0
     engine_ns: int = 0  # time spent waiting on the engine, for Server-Timing
 
@@ -85,6 +86,7 @@ class ChatSession:
             self.eval_count += 1  # a stand-in until the engine's exact count arrives with ChatDone
         elif isinstance(event, ChatDone):
             self.prompt_tokens, self.eval_count = event.prompt_tokens, event.eval_count
+            self.cached_tokens = event.cached_tokens
 
 
 class ChatService:

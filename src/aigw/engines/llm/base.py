@@ -95,6 +95,7 @@ class ChatDone:
     eval_count: int
     total_duration_ns: int
     finish_reason: Literal["stop", "length", "tool_calls"] = "stop"
+    cached_tokens: int = 0  # prompt tokens reused from the engine's cache instead of evaluated again
 
 
 ChatEvent = TextDelta | ToolCalls | ChatDone

@@ -190,6 +190,7 @@ class LlamaChatEngine:
                 f"The conversation is {len(tokens)} tokens; the model's context holds {self._n_ctx}",
                 code="context_length_exceeded",
             )
+        cached = _common_prefix(llm.input_ids[: llm.n_tokens], tokens)
         options = request.options
         limit = min(options.num_predict or room, room)
         scanner = ToolCallScanner() if tools else None
@@ -210,6 +211,7 @@ class LlamaChatEngine:
             ChatDone(
                 prompt_tokens=len(tokens),
                 eval_count=job.eval_count,
+                cached_tokens=cached,
                 total_duration_ns=time.perf_counter_ns() - job.started_ns,
                 finish_reason=finish,
             )
@@ -291,6 +293,16 @@ class LlamaChatEngine:
             return [ToolCall(id=f"call_{os.urandom(6).hex()}", function=parse_call(body, tools))]
         except InvalidToolCall as exc:
             raise EngineUnavailable(f"The model produced no valid tool call: {exc}", code="invalid_tool_call") from exc
+
+
+def _common_prefix(previous: Any, tokens: list[int]) -> int:
+    count = 0
+    for a, b in zip(previous, tokens, strict=False):
+        if a != b:
+            break
+        count += 1
+    # llama.cpp re-evaluates the last prompt token to get fresh logits when the whole prompt matched.
+    return min(count, len(tokens) - 1)
 
 
 def render_message(message: ChatMessage) -> dict[str, Any]:
