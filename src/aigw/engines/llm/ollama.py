@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
 import httpx
@@ -20,6 +19,7 @@ from aigw.engines.llm.base import (
     ToolCall,
     ToolCalls,
 )
+from aigw.engines.llm.upstream import raise_for_status, upstream_errors
 from aigw.errors import EngineUnavailable
 
 _READY_TIMEOUT = 3.0
@@ -52,10 +52,10 @@ class OllamaChatEngine:
             body["tools"] = [tool.model_dump() for tool in request.tools]
         calls: list[ToolCall] = []
         final: dict[str, Any] | None = None
-        with _upstream_errors(self.name):
+        with upstream_errors(self.name):
             async with self._client.stream("POST", self._chat_url, content=orjson.dumps(body)) as response:
                 if response.status_code >= 400:
-                    await _raise_for_status(self.name, response)
+                    await raise_for_status(self.name, response)
                 async for line in response.aiter_lines():
                     # Read to the end of the body after the final record, so the connection goes back to the pool.
                     if not line or final is not None:
@@ -126,28 +126,3 @@ def _chat_done(final: dict[str, Any], *, tool_calls: bool) -> ChatDone:
         total_duration_ns=int(final.get("total_duration") or 0),
         finish_reason=finish_reason,
     )
-
-
-async def _raise_for_status(name: str, response: httpx.Response) -> None:
-    await response.aread()
-    try:
-        message = str(orjson.loads(response.content).get("error") or response.text)
-    except (orjson.JSONDecodeError, AttributeError):
-        message = response.text or response.reason_phrase
-    message = f"{name}: HTTP {response.status_code}: {message[:500]}"
-    if response.status_code >= 500:
-        raise EngineUnavailable(message)
-    raise EngineRejected(message)
-
-
-@contextlib.contextmanager
-def _upstream_errors(name: str) -> Iterator[None]:
-    """Translate httpx's and the wire format's exceptions into the engine's own."""
-    try:
-        yield
-    except httpx.TimeoutException as exc:
-        raise EngineUnavailable(f"{name}: timed out ({type(exc).__name__})") from exc
-    except httpx.RequestError as exc:
-        raise EngineUnavailable(f"{name}: {type(exc).__name__}: {exc}") from exc
-    except orjson.JSONDecodeError as exc:
-        raise EngineUnavailable(f"{name}: malformed stream: {exc}") from exc

@@ -6,9 +6,8 @@ access per chunk rather than model validation.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
 import httpx
@@ -26,6 +25,7 @@ from aigw.engines.llm.base import (
     ToolCall,
     ToolCalls,
 )
+from aigw.engines.llm.upstream import error_text, raise_for_status, upstream_errors
 from aigw.errors import EngineUnavailable
 
 _READY_TIMEOUT = 3.0
@@ -85,10 +85,10 @@ class OpenAIChatEngine:
         finish: str | None = None
         deltas = 0
         done = False
-        with _upstream_errors(self.name):
+        with upstream_errors(self.name):
             async with self._client.stream("POST", self._chat_url, content=content) as response:
                 if response.status_code >= 400:
-                    await _raise_for_status(self.name, response)
+                    await raise_for_status(self.name, response)
                 async for line in response.aiter_lines():
                     # Keep reading past [DONE] to the end of the body, so the connection goes back to the pool.
                     if done or not line.startswith("data:"):
@@ -99,7 +99,7 @@ class OpenAIChatEngine:
                         continue
                     chunk = orjson.loads(data)
                     if "error" in chunk:
-                        raise EngineUnavailable(f"{self.name}: {_error_text(chunk) or data[:500]}")
+                        raise EngineUnavailable(f"{self.name}: {error_text(chunk) or data[:500]}")
                     if chunk.get("usage"):
                         usage = chunk["usage"]
                     choices = chunk.get("choices")
@@ -226,41 +226,3 @@ class _ToolCallFragments:
                 )
             calls.append(ToolCall(id=call_id, function=FunctionCall(name=name, arguments=arguments)))
         return calls
-
-
-def _error_text(body: Any) -> str:
-    """The message in `{"error": {"message": ...}}`, `{"error": "..."}`, `{"message": ...}` or `{"detail": ...}`."""
-    if not isinstance(body, dict):
-        return ""
-    error = body.get("error")
-    if isinstance(error, dict):
-        error = error.get("message")
-    message = error or body.get("message") or body.get("detail")
-    if message is None:
-        return ""
-    return message if isinstance(message, str) else orjson.dumps(message).decode()
-
-
-async def _raise_for_status(name: str, response: httpx.Response) -> None:
-    await response.aread()
-    try:
-        message = _error_text(orjson.loads(response.content))
-    except orjson.JSONDecodeError:
-        message = ""
-    message = f"{name}: HTTP {response.status_code}: {(message or response.text or response.reason_phrase)[:500]}"
-    if response.status_code >= 500:
-        raise EngineUnavailable(message)
-    raise EngineRejected(message)
-
-
-@contextlib.contextmanager
-def _upstream_errors(name: str) -> Iterator[None]:
-    """Translate httpx's and the wire format's exceptions into the engine's own."""
-    try:
-        yield
-    except httpx.TimeoutException as exc:
-        raise EngineUnavailable(f"{name}: timed out ({type(exc).__name__})") from exc
-    except httpx.RequestError as exc:
-        raise EngineUnavailable(f"{name}: {type(exc).__name__}: {exc}") from exc
-    except orjson.JSONDecodeError as exc:
-        raise EngineUnavailable(f"{name}: malformed stream: {exc}") from exc
