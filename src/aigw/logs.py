@@ -40,3 +40,5 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
         logging.getLogger(name).propagate = True
     # aigw writes its own access line, with the user and the route template.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every upstream call at INFO: a second line per proxied request, on the hot path.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
