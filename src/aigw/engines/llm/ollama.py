@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
-import httpx
 import orjson
 
 from aigw.engines.llm.base import (
@@ -19,7 +18,7 @@ from aigw.engines.llm.base import (
     ToolCall,
     ToolCalls,
 )
-from aigw.engines.llm.upstream import raise_for_status, upstream_errors
+from aigw.engines.llm.upstream import UpstreamClient
 from aigw.errors import EngineUnavailable
 
 _READY_TIMEOUT = 3.0
@@ -35,11 +34,7 @@ class OllamaChatEngine:
         base_url = base_url.rstrip("/")
         self._chat_url = f"{base_url}/api/chat"
         self._tags_url = f"{base_url}/api/tags"
-        self._client = httpx.AsyncClient(
-            headers={"Content-Type": "application/json"},
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-        )
+        self._client = UpstreamClient(name, headers={}, timeout=timeout)
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatEvent]:
         body: dict[str, Any] = {
@@ -52,24 +47,21 @@ class OllamaChatEngine:
             body["tools"] = [tool.model_dump() for tool in request.tools]
         calls: list[ToolCall] = []
         final: dict[str, Any] | None = None
-        with upstream_errors(self.name):
-            async with self._client.stream("POST", self._chat_url, content=orjson.dumps(body)) as response:
-                if response.status_code >= 400:
-                    await raise_for_status(self.name, response)
-                async for line in response.aiter_lines():
-                    # Read to the end of the body after the final record, so the connection goes back to the pool.
-                    if not line or final is not None:
-                        continue
-                    chunk = orjson.loads(line)
-                    if "error" in chunk:
-                        raise EngineUnavailable(f"{self.name}: {chunk['error']}")
-                    message = chunk.get("message") or {}
-                    if content := message.get("content"):
-                        yield TextDelta(content)
-                    if tool_calls := message.get("tool_calls"):
-                        calls.extend(_tool_call(call) for call in tool_calls)
-                    if chunk.get("done"):
-                        final = chunk
+        async with self._client.post_lines(self._chat_url, orjson.dumps(body)) as lines:
+            async for line in lines:
+                # Read to the end of the body after the final record, so the connection goes back to the pool.
+                if not line or final is not None:
+                    continue
+                chunk = orjson.loads(line)
+                if "error" in chunk:
+                    raise EngineUnavailable(f"{self.name}: {chunk['error']}")
+                message = chunk.get("message") or {}
+                if content := message.get("content"):
+                    yield TextDelta(content)
+                if tool_calls := message.get("tool_calls"):
+                    calls.extend(_tool_call(call) for call in tool_calls)
+                if chunk.get("done"):
+                    final = chunk
         if final is None:
             raise EngineUnavailable(f"{self.name}: the stream ended before its final record")
         if calls:
@@ -77,14 +69,10 @@ class OllamaChatEngine:
         yield _chat_done(final, tool_calls=bool(calls))
 
     async def ready(self) -> bool:
-        try:
-            response = await self._client.get(self._tags_url, timeout=_READY_TIMEOUT)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
+        return await self._client.ok(self._tags_url, _READY_TIMEOUT)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
 
 
 def _ollama_message(message: ChatMessage) -> dict[str, Any]:

@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
-import httpx
 import orjson
 
 from aigw.engines.llm.base import (
@@ -25,7 +24,7 @@ from aigw.engines.llm.base import (
     ToolCall,
     ToolCalls,
 )
-from aigw.engines.llm.upstream import error_text, raise_for_status, upstream_errors
+from aigw.engines.llm.upstream import UpstreamClient, error_text
 from aigw.errors import EngineUnavailable
 
 _READY_TIMEOUT = 3.0
@@ -56,14 +55,8 @@ class OpenAIChatEngine:
         base_url = base_url.rstrip("/")
         self._chat_url = f"{base_url}/chat/completions"
         self._models_url = f"{base_url}/models"
-        headers = {"Content-Type": "application/json"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        self._client = httpx.AsyncClient(
-            headers=headers,
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-        )
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = UpstreamClient(name, headers=headers, timeout=timeout)
 
     def request_body(self, request: ChatRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -85,36 +78,33 @@ class OpenAIChatEngine:
         finish: str | None = None
         deltas = 0
         done = False
-        with upstream_errors(self.name):
-            async with self._client.stream("POST", self._chat_url, content=content) as response:
-                if response.status_code >= 400:
-                    await raise_for_status(self.name, response)
-                async for line in response.aiter_lines():
-                    # Keep reading past [DONE] to the end of the body, so the connection goes back to the pool.
-                    if done or not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        done = True
-                        continue
-                    chunk = orjson.loads(data)
-                    if "error" in chunk:
-                        raise EngineUnavailable(f"{self.name}: {error_text(chunk) or data[:500]}")
-                    if chunk.get("usage"):
-                        usage = chunk["usage"]
-                    choices = chunk.get("choices")
-                    if not choices:
-                        continue
-                    choice = choices[0]
-                    delta = choice.get("delta")
-                    if delta:
-                        if text := delta.get("content"):
-                            deltas += 1
-                            yield TextDelta(text)
-                        if fragments := delta.get("tool_calls"):
-                            calls.add(fragments)
-                    if choice.get("finish_reason"):
-                        finish = choice["finish_reason"]
+        async with self._client.post_lines(self._chat_url, content) as lines:
+            async for line in lines:
+                # Keep reading past [DONE] to the end of the body, so the connection goes back to the pool.
+                if done or not line.startswith(b"data:"):
+                    continue
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    done = True
+                    continue
+                chunk = orjson.loads(data)
+                if "error" in chunk:
+                    raise EngineUnavailable(f"{self.name}: {error_text(chunk) or data[:500].decode(errors='replace')}")
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+                choices = chunk.get("choices")
+                if not choices:
+                    continue
+                choice = choices[0]
+                delta = choice.get("delta")
+                if delta:
+                    if text := delta.get("content"):
+                        deltas += 1
+                        yield TextDelta(text)
+                    if fragments := delta.get("tool_calls"):
+                        calls.add(fragments)
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
         if not done and finish is None:
             raise EngineUnavailable(f"{self.name}: the stream ended before its last chunk")
         tool_calls = calls.build()
@@ -131,14 +121,10 @@ class OpenAIChatEngine:
         )
 
     async def ready(self) -> bool:
-        try:
-            response = await self._client.get(self._models_url, timeout=_READY_TIMEOUT)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
+        return await self._client.ok(self._models_url, _READY_TIMEOUT)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
 
 
 def openai_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
