@@ -142,3 +142,19 @@ def test_openai_backend_proxies_a_real_llama_cpp_server(backends_gateway: Gatewa
 def test_models_are_listed_for_openai_clients(backends_gateway: Gateway) -> None:
     listed = backends_gateway.client(backends_gateway.new_user().key).get("/v1/models").json()
     assert [m["id"] for m in listed["data"]] == ["chain", "proxied", "dead-then-local", "dead"]
+
+
+def test_non_streaming_client_gets_the_upstreams_usage(backends_gateway: Gateway) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{backends_gateway.url}/v1", api_key=backends_gateway.new_user().key, max_retries=0)
+    # A client that reads the answer whole is served by one non-streaming upstream call, which (unlike
+    # llama_cpp.server's stream) reports exact token usage.
+    completion = client.chat.completions.create(
+        model="proxied",
+        temperature=0,
+        max_tokens=12,
+        messages=[{"role": "user", "content": "Name the capital of France in one word."}],
+    )
+    assert "Paris" in completion.choices[0].message.content
+    assert completion.usage.prompt_tokens > 5 and 0 < completion.usage.completion_tokens <= 12

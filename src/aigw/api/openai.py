@@ -136,7 +136,7 @@ def to_chat_request(body: ChatCompletionBody) -> ChatRequest:
         presence_penalty=body.presence_penalty,
         frequency_penalty=body.frequency_penalty,
     )
-    return ChatRequest(messages=messages, tools=tools, options=options)
+    return ChatRequest(messages=messages, tools=tools, options=options, stream=body.stream)
 
 
 def _openai_calls(calls: list[ToolCall]) -> list[dict[str, Any]]:

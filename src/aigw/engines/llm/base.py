@@ -77,6 +77,8 @@ class ChatRequest:
     messages: list[ChatMessage]
     tools: list[Tool] = field(default_factory=list)
     options: ChatOptions = field(default_factory=ChatOptions)
+    # False when the client takes the answer whole: an engine may then fetch it in one piece.
+    stream: bool = True
 
 
 @dataclass(slots=True)

@@ -71,6 +71,10 @@ class OpenAIChatEngine:
         return body
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatEvent]:
+        if not request.stream:
+            async for event in self._complete(request):
+                yield event
+            return
         started = time.perf_counter_ns()
         content = orjson.dumps(self.request_body(request))
         calls = _ToolCallFragments()
@@ -118,6 +122,34 @@ class OpenAIChatEngine:
             eval_count=int(usage.get("completion_tokens") or 0) if usage else deltas,
             total_duration_ns=time.perf_counter_ns() - started,
             finish_reason=finish_reason,
+        )
+
+    async def _complete(self, request: ChatRequest) -> AsyncGenerator[ChatEvent]:
+        """One non-streaming call: for a client that reads the answer whole, one JSON body is far
+        cheaper to relay than a stream of chunks."""
+        started = time.perf_counter_ns()
+        body = self.request_body(request)
+        body["stream"] = False
+        del body["stream_options"]
+        reply = await self._client.post_json(self._chat_url, orjson.dumps(body))
+        choices = reply.get("choices") if isinstance(reply, dict) else None
+        if not choices:
+            raise EngineUnavailable(f"{self.name}: a completion without choices")
+        message = choices[0].get("message") or {}
+        if text := message.get("content"):
+            yield TextDelta(text)
+        calls = _ToolCallFragments()
+        calls.add([{**call, "index": i} for i, call in enumerate(message.get("tool_calls") or [])])
+        tool_calls = calls.build()
+        if tool_calls:
+            yield ToolCalls(tool_calls)
+        usage = reply.get("usage") or {}
+        finish = choices[0].get("finish_reason")
+        yield ChatDone(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            eval_count=int(usage.get("completion_tokens") or 0),
+            total_duration_ns=time.perf_counter_ns() - started,
+            finish_reason="tool_calls" if tool_calls else "length" if finish == "length" else "stop",
         )
 
     async def ready(self) -> bool:

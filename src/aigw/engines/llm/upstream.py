@@ -76,6 +76,14 @@ class UpstreamClient:
                     await self._raise_for_status(response)
                 yield _lines(response)
 
+    async def post_json(self, url: str, body: bytes) -> Any:
+        """POST `body` and return the parsed JSON response; 4xx/5xx raise typed errors."""
+        with upstream_errors(self.name):
+            async with self._client().post(url, data=body) as response:
+                if response.status >= 400:
+                    await self._raise_for_status(response)
+                return orjson.loads(await response.read())
+
     async def ok(self, url: str, timeout: float) -> bool:
         try:
             async with self._client().get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
