@@ -351,3 +351,26 @@ def test_openai_sdk_errors_are_status_errors(chat_gateway: Gateway) -> None:
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.AuthenticationError):
         openai_client(chat_gateway, "aigw_" + "0" * 43).models.list()
+
+
+def test_a_call_the_schema_refuses_is_generated_again_under_a_grammar(chat_gateway: Gateway) -> None:
+    # The model naturally writes {"city": "Paris"}; the schema admits at most 3 characters, so its first
+    # call is invalid and the engine generates it again, constrained by a grammar built from the schema.
+    params = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 3}}, "required": ["city"]}
+    tool = {"type": "function", "function": {"name": "get_weather", "description": "Get weather", "parameters": params}}
+    retries = chat_gateway.log().count("retrying under a grammar")
+    events = sse_events(
+        chat(
+            chat_gateway,
+            chat_gateway.new_user().key,
+            {
+                "messages": [{"role": "user", "content": "What is the weather in Paris right now?"}],
+                "tools": [tool],
+                "options": GREEDY,
+            },
+        )
+    )
+    calls = [data for kind, data in events if kind == "tool_call"]
+    assert len(calls) == 1, events
+    validate(calls[0]["tool_calls"][0]["function"]["arguments"], params)
+    assert chat_gateway.log().count("retrying under a grammar") == retries + 1
