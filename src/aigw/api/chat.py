@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import StreamingResponse
 
+from aigw.api.sse import coalesced
 from aigw.chat.service import ChatSession
 from aigw.deps import CurrentPrincipal, RuntimeDep
 from aigw.engines.llm.base import ChatEvent, ChatMessage, ChatOptions, ChatRequest, TextDelta, Tool, ToolCalls
@@ -77,7 +78,7 @@ def stream_chat(
 ) -> StreamingResponse:
     meter = request.state.usage
 
-    async def frames() -> AsyncIterator[bytes]:
+    async def frames() -> AsyncGenerator[bytes]:
         try:
             yield chat_event_frame(first, session)
             async with aclosing(events) as rest:
@@ -91,7 +92,7 @@ def stream_chat(
         finally:
             meter.prompt_tokens, meter.completion_tokens = session.prompt_tokens, session.eval_count
 
-    return StreamingResponse(frames(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return StreamingResponse(coalesced(frames()), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 def chat_request(body: ChatBody) -> ChatRequest:

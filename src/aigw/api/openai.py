@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any, Literal
 
@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response, StreamingResponse
 
 from aigw.api.chat import SSE_HEADERS, open_stream
+from aigw.api.sse import coalesced
 from aigw.chat.service import ChatSession
 from aigw.deps import CurrentPrincipal, RuntimeDep
 from aigw.engines.llm.base import (
@@ -179,7 +180,7 @@ async def chat_completions(
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
-            _chunks(session, first, events, meta, include_usage, meter),
+            coalesced(_chunks(session, first, events, meta, include_usage, meter)),
             media_type="text/event-stream",
             headers=SSE_HEADERS,
         )
@@ -222,7 +223,7 @@ async def _chunks(
     meta: dict[str, Any],
     include_usage: bool,
     meter: Any,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes]:
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         body = {
             **meta,
