@@ -16,7 +16,7 @@ from aigw.api.sse import coalesced
 from aigw.chat.service import ChatSession
 from aigw.deps import CurrentPrincipal, RuntimeDep
 from aigw.engines.llm.base import ChatEvent, ChatMessage, ChatOptions, ChatRequest, TextDelta, Tool, ToolCalls
-from aigw.errors import AigwError, InvalidField
+from aigw.errors import AigwError, EngineUnavailable, InvalidField
 
 router = APIRouter(tags=["chat"])
 log = logging.getLogger("aigw.chat")
@@ -66,7 +66,7 @@ async def open_stream(session: ChatSession) -> tuple[ChatEvent, AsyncGenerator[C
     try:
         first = await anext(events)
     except StopAsyncIteration as exc:
-        raise AigwError("The engine ended without an answer") from exc
+        raise EngineUnavailable("The engine ended without an answer") from exc
     except BaseException:
         await events.aclose()
         raise
