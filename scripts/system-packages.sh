@@ -6,6 +6,10 @@ purpose=${1:-run}
 
 need=()
 python3 -c "import ensurepip, venv" 2>/dev/null || need+=(python3-venv)
+# llama-cpp-python compiles llama.cpp on install (cmake itself comes from PyPI).
+command -v g++ >/dev/null || need+=(g++)
+python3 -c "import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \
+  || need+=(python3-dev)
 if [ "$purpose" = test ]; then
   command -v redis-server >/dev/null || need+=(redis-server)
 fi
