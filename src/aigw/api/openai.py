@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any, Literal
 
@@ -219,7 +219,7 @@ async def chat_completions(
 async def _chunks(
     session: ChatSession,
     first: ChatEvent,
-    events: AsyncIterator[ChatEvent],
+    events: AsyncGenerator[ChatEvent],
     meta: dict[str, Any],
     include_usage: bool,
     meter: Any,
@@ -235,7 +235,7 @@ async def _chunks(
     try:
         yield chunk({"role": "assistant", "content": ""})
         event: ChatEvent | None = first
-        async with aclosing(events) as rest:  # type: ignore[type-var]
+        async with aclosing(events) as rest:
             while event is not None:
                 if isinstance(event, TextDelta):
                     yield chunk({"content": event.text})
