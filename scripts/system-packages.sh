@@ -10,6 +10,11 @@ python3 -c "import ensurepip, venv" 2>/dev/null || need+=(python3-venv)
 command -v g++ >/dev/null || need+=(g++)
 python3 -c "import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \
   || need+=(python3-dev)
+# OCR (knowledge-base images and scanned PDFs, /api/ocr): Tesseract 5 and the 12 languages the API names.
+command -v tesseract >/dev/null || need+=(tesseract-ocr)
+for lang in eng ben fra spa deu ara hin jpn kor chi-sim por rus; do
+  dpkg -s "tesseract-ocr-$lang" >/dev/null 2>&1 || need+=("tesseract-ocr-$lang")
+done
 if [ "$purpose" = test ]; then
   command -v redis-server >/dev/null || need+=(redis-server)
 fi

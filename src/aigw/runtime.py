@@ -18,6 +18,13 @@ from aigw.auth.usage import UsageRecorder
 from aigw.auth.users import ensure_admin
 from aigw.chat.service import ChatService
 from aigw.engines.base import EngineRegistry
+from aigw.engines.embed import build_embedding_engine
+from aigw.engines.embed.base import EmbeddingEngine
+from aigw.knowledge.index import build_index
+from aigw.knowledge.inject import KnowledgeContext
+from aigw.knowledge.jobs import IngestionWorker
+from aigw.knowledge.retrieve import Retriever
+from aigw.knowledge.service import KnowledgeService
 from aigw.settings import Settings
 from aigw.store.db import create_engine, migrate, session_factory
 
@@ -65,6 +72,9 @@ class Runtime:
     usage: UsageRecorder
     engines: EngineRegistry
     chat: ChatService
+    embedder: EmbeddingEngine
+    knowledge: KnowledgeService
+    ingestion: IngestionWorker | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
@@ -89,6 +99,11 @@ class Runtime:
         usage = UsageRecorder(sessions, interval=settings.usage_flush_seconds)
         engines = EngineRegistry()
         chat = ChatService.from_settings(settings, engines)
+        embedder = build_embedding_engine(settings.embedding)
+        engines.register(embedder)
+        index = build_index(db.dialect.name)
+        knowledge = KnowledgeService(settings, index, Retriever(index, embedder))
+        chat.context = KnowledgeContext(sessions, knowledge)
         return cls(
             settings=settings,
             secret=secret,
@@ -101,6 +116,8 @@ class Runtime:
             usage=usage,
             engines=engines,
             chat=chat,
+            embedder=embedder,
+            knowledge=knowledge,
         )
 
     @property
@@ -125,7 +142,20 @@ class Runtime:
         except Exception:  # a down database is a health fact, not an error of /health
             return False
 
+    async def start_workers(self) -> None:
+        """Background work of a serving process: knowledge-base ingestion (pending jobs resume here)."""
+        dimensions = self.embedder.dimensions
+        if dimensions:
+            async with self.sessions() as db:
+                await self.knowledge.index.prepare(db, dimensions)
+        self.ingestion = IngestionWorker(
+            self.sessions, self.knowledge, self.knowledge.index, self.embedder, self.settings.kb_job_lease_seconds
+        )
+        self.ingestion.start()
+
     async def close(self) -> None:
+        if self.ingestion is not None:
+            await self.ingestion.stop()
         await self.usage.stop()
         await self.engines.close()
         if self.redis is not None:

@@ -16,6 +16,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from aigw.engines.embed.base import EmbeddingConfig
+
 DEFAULT_CHAT_MODEL = "qwen2.5-coder-0.5b"
 
 
@@ -74,6 +76,27 @@ class Settings(BaseSettings):
     default_chat_model: str = DEFAULT_CHAT_MODEL
     models_dir: Path | None = Field(default=None, description="Assembled model files (default: <data dir>/models)")
     preload_models: bool = Field(default=True, description="Load embedded models when the server starts")
+
+    embedding: EmbeddingConfig = Field(
+        default_factory=EmbeddingConfig,
+        description='Embedding engine, JSON: {"engine": "local"|"ollama"|"openai", "model", "base_url", ...}',
+    )
+    kb_chunk_chars: int = Field(default=1000, ge=200, le=8000, description="Largest chunk, in characters")
+    kb_chunk_overlap: int = Field(default=150, ge=0, le=2000, description="Characters shared by adjacent chunks")
+    kb_fetch_allow: list[str] = Field(
+        default_factory=list,
+        description="Networks a URL may resolve to despite the SSRF rules (CIDRs, e.g. an intranet wiki)",
+    )
+    kb_fetch_timeout: float = Field(default=20.0, gt=0, description="Seconds for a URL fetch, redirects included")
+    kb_fetch_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    kb_job_lease_seconds: float = Field(
+        default=30.0, ge=1, description="An ingestion job whose worker stops renewing its lease is taken over"
+    )
+    kb_context_chunks: int = Field(default=4, ge=0, le=20, description="Chunks injected into a chat (0: none)")
+    kb_context_chars: int = Field(default=4000, ge=200, description="Most characters of context injected")
+    kb_min_similarity: float = Field(
+        default=0.3, ge=-1, le=1, description="Cosine similarity a chunk needs to be injected into a chat"
+    )
 
     log_level: str = "info"
     access_log: bool = Field(default=True, description="One structured log line per request")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 import threading
 import time
@@ -77,22 +78,41 @@ class _Record:
     client_ports: list[int] = field(default_factory=list)
     streams_abandoned: int = 0
     streams_completed: int = 0
+    embed_requests: list[dict[str, Any]] = field(default_factory=list)
+
+
+def text_vector(text: str, dimensions: int) -> list[float]:
+    """A made-up vector that depends only on the text, deliberately not of length 1 (an engine must normalise)."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return [(digest[i % len(digest)] - 127.5) / 8 for i in range(dimensions)]
 
 
 class OllamaProtocolDouble:
-    """A test double (not Ollama) that speaks Ollama's documented `/api/chat` NDJSON stream and `/api/tags`.
+    """A test double (not Ollama) that speaks Ollama's documented `/api/chat` NDJSON stream, `/api/embed` and
+    `/api/tags`.
 
     Script the next replies with `reply_text`, `reply_tool_call`, `reply_status` and `reply_error_midstream`;
     with nothing scripted it answers "ok". Every `/api/chat` body it received is kept in `requests`, and whether
     the client went away mid-stream in `streams_abandoned`.
+
+    `/api/embed` answers each input with `text_vector(input, embed_dimensions)` unless `reply_embed_status` or
+    `reply_embed_body` scripted something else; its bodies are kept in `embed_requests`.
     """
 
     def __init__(self, *, model: str = "double-model") -> None:
         self.model = model
         self.tags_status = 200
+        self.embed_dimensions = 8
         self._replies: deque[_Stream | _Status] = deque()
+        self._embed_replies: deque[_Status | dict[str, Any]] = deque()
         self._record = _Record()
-        app = Starlette(routes=[Route("/api/chat", self._chat, methods=["POST"]), Route("/api/tags", self._tags)])
+        app = Starlette(
+            routes=[
+                Route("/api/chat", self._chat, methods=["POST"]),
+                Route("/api/embed", self._embed, methods=["POST"]),
+                Route("/api/tags", self._tags),
+            ]
+        )
         self._server = ServerThread(app)
         self.url = self._server.url
 
@@ -134,6 +154,13 @@ class OllamaProtocolDouble:
         lines = [self._line({"role": "assistant", "content": chunk}) for chunk in chunks]
         self._replies.append(_Stream([*lines, {"error": error}]))
 
+    def reply_embed_status(self, status: int, error: str) -> None:
+        self._embed_replies.append(_Status(status, error))
+
+    def reply_embed_body(self, body: dict[str, Any]) -> None:
+        """The next `/api/embed` answers 200 with exactly this body (to send a malformed one)."""
+        self._embed_replies.append(body)
+
     # -- inspection --------------------------------------------------------------------------------------
 
     @property
@@ -143,6 +170,10 @@ class OllamaProtocolDouble:
     @property
     def last_request(self) -> dict[str, Any]:
         return self._record.requests[-1]
+
+    @property
+    def embed_requests(self) -> list[dict[str, Any]]:
+        return self._record.embed_requests
 
     @property
     def client_ports(self) -> list[int]:
@@ -179,6 +210,25 @@ class OllamaProtocolDouble:
         if self.tags_status != 200:
             return JSONResponse({"error": "unavailable"}, status_code=self.tags_status)
         return JSONResponse({"models": [{"name": self.model, "model": self.model, "size": 1, "digest": "0" * 64}]})
+
+    async def _embed(self, request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        self._record.embed_requests.append(body)
+        reply = self._embed_replies.popleft() if self._embed_replies else None
+        if isinstance(reply, _Status):
+            return JSONResponse({"error": reply.error}, status_code=reply.status)
+        if reply is not None:
+            return JSONResponse(reply)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        return JSONResponse(
+            {
+                "model": body["model"],
+                "embeddings": [text_vector(text, self.embed_dimensions) for text in inputs],
+                "total_duration": 14_143_917,
+                "load_duration": 1_019_500,
+                "prompt_eval_count": sum(len(text.split()) for text in inputs),
+            }
+        )
 
     async def _chat(self, request: Request) -> Response:
         body = orjson.loads(await request.body())

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -113,3 +114,29 @@ async def create_key_for(body: AdminKeyCreate, db: DbSession, runtime: RuntimeDe
 async def delete_any_key(key_id: RowId, db: DbSession, runtime: RuntimeDep) -> dict[str, bool]:
     await api_keys.revoke_key(db, runtime.epoch, key_id=key_id, owner_id=None)
     return {"success": True}
+
+
+class AdminKbOut(BaseModel):
+    id: int
+    name: str
+    description: str
+    doc_count: int
+    user_id: int
+    owner_email: str
+    created_at: datetime
+
+
+@router.get("/kb", summary="All knowledge bases of all users, with their owners")
+async def list_all_kbs(db: DbSession, runtime: RuntimeDep) -> list[AdminKbOut]:
+    return [
+        AdminKbOut(
+            id=kb.id,
+            name=kb.name,
+            description=kb.description,
+            doc_count=n,
+            user_id=kb.user_id,
+            owner_email=email,
+            created_at=kb.created_at,
+        )
+        for kb, n, email in await runtime.knowledge.list_kbs(db, None)
+    ]

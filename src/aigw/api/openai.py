@@ -172,7 +172,8 @@ async def list_models(_: CurrentPrincipal, runtime: RuntimeDep) -> dict[str, Any
 async def chat_completions(
     body: ChatCompletionBody, request: Request, principal: CurrentPrincipal, runtime: RuntimeDep
 ) -> Response:
-    session = await runtime.chat.start(principal.user_id, body.model, to_chat_request(body))
+    # The OpenAI-compatible API is a plain model endpoint: clients bring their own context (no KB injection).
+    session = await runtime.chat.start(principal.user_id, body.model, to_chat_request(body), inject=False)
     first, events = await open_stream(session)
     completion_id = f"chatcmpl-{os.urandom(12).hex()}"
     meta = {"id": completion_id, "created": int(time.time()), "model": session.model.name}

@@ -118,15 +118,25 @@ class ChatService:
             raise NotFound(f"Unknown model {name!r}; GET /v1/models lists them", code="model_not_found")
         return chosen
 
-    async def start(self, user_id: int, model: str | None, request: ChatRequest) -> ChatSession:
+    async def start(self, user_id: int, model: str | None, request: ChatRequest, *, inject: bool = True) -> ChatSession:
+        """Resolve the model and, when `inject`, add the user's knowledge-base context to the conversation."""
         chosen = self.model(model)
         session = ChatSession(chosen, request)
-        if self.context is not None:
+        if inject and self.context is not None:
             injected = await self.context.context_for(user_id, request.messages)
             if injected is not None:
-                request.messages = [ChatMessage(role="system", content=injected.text), *request.messages]
+                request.messages = with_context(request.messages, injected.text)
                 session.sources = injected.sources
         return session
+
+
+def with_context(messages: list[ChatMessage], context: str) -> list[ChatMessage]:
+    """The context joins the caller's system prompt (chat templates expect at most one, first)."""
+    first = messages[0] if messages else None
+    if first is not None and first.role == "system" and isinstance(first.content, str):
+        merged = first.model_copy(update={"content": f"{first.content}\n\n{context}"})
+        return [merged, *messages[1:]]
+    return [ChatMessage(role="system", content=context), *messages]
 
 
 def engine_key(backend: ChatBackend) -> str:

@@ -1,0 +1,1 @@
+"""Knowledge bases: ingestion, indexing, retrieval and context injection."""

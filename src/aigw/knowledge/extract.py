@@ -1,0 +1,541 @@
+"""Reading uploaded documents into plain-text sections: typing by content, decoding, OCR.
+
+Pure and blocking (PDF parsing and OCR take seconds): callers run these in a worker thread.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import math
+import re
+import threading
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Literal, cast
+
+import filetype  # type: ignore[import-untyped]
+import pypdfium2 as pdfium  # type: ignore[import-untyped]
+import pytesseract  # type: ignore[import-untyped]
+import trafilatura
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+from PIL import Image, UnidentifiedImageError
+
+from aigw.errors import EngineUnavailable, InvalidField, UnsupportedMediaType
+
+DocumentKind = Literal["text", "markdown", "csv", "pdf", "image", "html"]
+
+SNIFF_BYTES = 8192  # the least `sniff` needs to see
+_CSV_SAMPLE_CHARS = 8192
+
+_IMAGE_MEDIA_TYPES = frozenset({"image/png", "image/jpeg", "image/tiff", "image/bmp", "image/webp", "image/gif"})
+_PDF_MAGIC = b"%PDF-"
+# A PDF header may follow some junk, but only binary junk: a text file *mentioning* %PDF- stays text.
+_PDF_MAGIC_WINDOW = 1024
+_BMP_DIB_HEADER_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})
+# UTF-32 before UTF-16: the UTF-32-LE BOM starts with the UTF-16-LE one.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+
+_HTML_MEDIA_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+_CSV_MEDIA_TYPES = frozenset({"text/csv", "application/csv", "text/tab-separated-values"})
+_MARKDOWN_MEDIA_TYPES = frozenset({"text/markdown", "text/x-markdown"})
+_HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
+_CSV_SUFFIXES = frozenset({".csv", ".tsv"})
+_MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdown", ".mkd"})
+# Code and config files are full of `# comment` lines that look like ATX headings.
+_HASH_COMMENT_SUFFIXES = frozenset(
+    {".py", ".sh", ".bash", ".zsh", ".rb", ".pl", ".r", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".conf", ".env"}
+)
+_HTML_START = re.compile(r"\A\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>])", re.I | re.S)
+_ATX_HEADING = re.compile(r" {0,3}#{1,6}[ \t]+\S")
+_CSV_DELIMITERS = ",;\t|"
+
+_ISO_TO_TESSERACT = {
+    "en": "eng",
+    "bn": "ben",
+    "fr": "fra",
+    "es": "spa",
+    "de": "deu",
+    "ar": "ara",
+    "hi": "hin",
+    "ja": "jpn",
+    "ko": "kor",
+    "zh": "chi_sim",
+    "pt": "por",
+    "ru": "rus",
+}
+_TESSERACT_LANGUAGES = frozenset(_ISO_TO_TESSERACT.values())
+
+# Below this many visible characters a PDF page's text layer is a page number or nothing: the page is a scan.
+_OCR_MIN_CHARS = 20
+_OCR_DPI = 300
+# 300 dpi on a poster-sized page would be gigabytes of pixels; A4 at 300 dpi is 8.7 megapixels.
+_MAX_RENDER_PIXELS = 40_000_000
+_OCR_TIMEOUT_S = 300
+_TITLE_MAX_CHARS = 100
+
+# pdfium is not thread-safe, not even across documents, and callers extract in a thread pool.
+_PDFIUM_LOCK = threading.Lock()
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\u200b\u00ad\ufeff]")
+_SPACE_RUN = re.compile(r"(?<=\S)[ \u00a0]{2,}")
+_TRAILING_SPACE = re.compile(r"[ \t\u00a0]+$", re.M)
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+@dataclass
+class Section:
+    text: str
+    page: int | None = None  # 1-based, PDFs and multi-frame images
+    row: int | None = None  # 1-based data row, CSV
+    heading: str | None = None  # heading path, e.g. "Install > On Debian"
+
+
+@dataclass
+class Extracted:
+    kind: DocumentKind
+    title: str | None
+    sections: list[Section]  # in document order
+    ocr_pages: int = 0  # pages or image frames that went through OCR
+    columns: list[str] = field(default_factory=list)  # CSV header, restated at the top of every chunk
+
+
+@dataclass(frozen=True)
+class _CsvFormat:
+    delimiter: str
+    quotechar: str = '"'
+    skipinitialspace: bool = False
+
+
+def sniff(head: bytes, filename: str | None, declared_type: str | None = None) -> tuple[DocumentKind, str]:
+    """Type a document by its content, with the name and declared type only choosing among text kinds.
+
+    Args:
+        head: The first bytes of the document, at least `SNIFF_BYTES` unless the document is shorter.
+        filename: The uploaded name, a hint for CSV, Markdown and HTML.
+        declared_type: The Content-Type the client sent, the same kind of hint.
+
+    Returns:
+        The kind and its media type.
+
+    Raises:
+        UnsupportedMediaType: Binary formats other than PDF and images, and bytes that are not text.
+    """
+    if head.startswith(_PDF_MAGIC):
+        return "pdf", "application/pdf"
+    guess = filetype.guess(head) if head else None
+    mime: str | None = guess.mime if guess is not None else None
+    if mime in _IMAGE_MEDIA_TYPES and (mime != "image/bmp" or _plausible_bmp(head)):
+        return "image", mime
+    text = _decode_head(head)
+    if text is None:
+        if _PDF_MAGIC in head[:_PDF_MAGIC_WINDOW]:
+            return "pdf", "application/pdf"
+        raise UnsupportedMediaType(
+            f"Unsupported document type ({mime or 'binary data'}); "
+            "upload text, Markdown, CSV, HTML, PDF or an image (PNG, JPEG, TIFF, BMP, WebP, GIF)",
+            code="unsupported_document_type",
+        )
+    return _text_kind(text, filename, declared_type)
+
+
+def tesseract_language(code: str | None) -> str:
+    """Map an API language (ISO 639-1 like `zh`, a Tesseract code like `chi_sim`, or `en+fr`) to Tesseract's.
+
+    Raises:
+        InvalidField: A language we have no OCR data for (422, `unsupported_language`).
+    """
+    if code is None or not code.strip():
+        return "eng"
+    resolved: list[str] = []
+    for part in code.split("+"):
+        name = part.strip().lower()
+        # Region subtags (pt-BR, zh_CN) do not change which traineddata we use.
+        tesseract = name if name in _TESSERACT_LANGUAGES else _ISO_TO_TESSERACT.get(re.split(r"[-_]", name)[0])
+        if tesseract is None:
+            supported = ", ".join(sorted(_ISO_TO_TESSERACT))
+            raise InvalidField(
+                f"Unsupported OCR language {part.strip()!r}; supported: {supported}", code="unsupported_language"
+            )
+        if tesseract not in resolved:
+            resolved.append(tesseract)
+    return "+".join(resolved)
+
+
+def extract(path: Path, kind: DocumentKind, *, language: str | None = None, source_url: str | None = None) -> Extracted:
+    """Read a document that `sniff` typed as `kind` into cleaned sections in document order.
+
+    Args:
+        path: The stored upload.
+        kind: From `sniff`.
+        language: OCR language for scanned PDF pages and images, see `tesseract_language`.
+        source_url: Where an HTML page came from; helps boilerplate removal and metadata.
+
+    Raises:
+        InvalidField: Unknown language, or a damaged or password-protected PDF or image (`unreadable_document`).
+        EngineUnavailable: OCR was needed and Tesseract or its language data is missing (`ocr_unavailable`).
+    """
+    lang = tesseract_language(language)
+    if kind == "pdf":
+        return _extract_pdf(path, lang)
+    if kind == "image":
+        return _extract_image(path, lang)
+    text = _decode_document(path.read_bytes())
+    if kind == "html":
+        return _extract_html(text, source_url)
+    if kind == "csv":
+        return _extract_csv(text)
+    if kind == "markdown":
+        title, sections = _markdown_sections(clean_text(text))
+        return Extracted("markdown", title, sections)
+    return _extract_text(clean_text(text))
+
+
+def clean_text(text: str) -> str:
+    """Normalise newlines and drop control characters and layout spacing, keeping indentation."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n\n")
+    text = text.replace("\u2028", "\n").replace("\u2029", "\n\n")
+    text = unicodedata.normalize("NFC", _CONTROL.sub("", text))
+    text = _SPACE_RUN.sub(" ", text)
+    text = _TRAILING_SPACE.sub("", text)
+    return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+# Typing
+
+
+def _plausible_bmp(head: bytes) -> bool:
+    # filetype calls anything starting with "BM" a bitmap; a real one has a known DIB header size.
+    return len(head) >= 18 and int.from_bytes(head[14:18], "little") in _BMP_DIB_HEADER_SIZES
+
+
+def _decode_head(head: bytes) -> str | None:
+    """Decode the sniffed bytes, or None when they are not text. The head may end inside a character."""
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            try:
+                text = codecs.getincrementaldecoder(encoding)().decode(head[len(bom) :], final=False)
+            except UnicodeDecodeError:
+                return None
+            return None if "\x00" in text else text
+    if b"\x00" in head:
+        return None
+    try:
+        return codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        pass
+    text = _decode_8bit(head)
+    # Legacy 8-bit text has letters and punctuation; binary data decoded this way is full of controls.
+    return text if len(_UNPRINTABLE.findall(text)) * 100 <= len(text) else None
+
+
+def _decode_document(data: bytes) -> str:
+    """Decode a whole document the way `_decode_head` decided, never failing: stray bytes become U+FFFD."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return data[len(bom) :].decode(encoding, errors="replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return _decode_8bit(data)
+
+
+def _decode_8bit(data: bytes) -> str:
+    # Not all text in the wild is UTF-8: Windows-1252 (a superset of Latin-1's printable range) is the usual other.
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _text_kind(text: str, filename: str | None, declared_type: str | None) -> tuple[DocumentKind, str]:
+    suffix = PurePath(filename).suffix.lower() if filename else ""
+    declared = (declared_type or "").split(";")[0].strip().lower()
+    if declared in _HTML_MEDIA_TYPES or suffix in _HTML_SUFFIXES or _HTML_START.match(text[:4096]):
+        return "html", "text/html"
+    if (declared in _CSV_MEDIA_TYPES or suffix in _CSV_SUFFIXES) and _csv_format(_csv_sample(text)) is not None:
+        return "csv", "text/csv"
+    if declared in _MARKDOWN_MEDIA_TYPES or suffix in _MARKDOWN_SUFFIXES:
+        return "markdown", "text/markdown"
+    if suffix not in _HASH_COMMENT_SUFFIXES and _has_atx_headings(text):
+        return "markdown", "text/markdown"
+    return "text", "text/plain"
+
+
+def _has_atx_headings(text: str) -> bool:
+    """ATX headings that stand on their own, in a text that is not mostly `#` lines (a commented config)."""
+    lines = [line for line in text.split("\n") if line.strip()]
+    hashes = sum(1 for line in lines if line.lstrip().startswith("#"))
+    if not lines or hashes * 2 > len(lines):
+        return False
+    previous = ""
+    for line in text.split("\n"):
+        if not previous.strip() and _ATX_HEADING.match(line):
+            return True
+        previous = line
+    return False
+
+
+def _csv_sample(text: str) -> str:
+    sample = text[:_CSV_SAMPLE_CHARS]
+    # A sniffed head ends mid-row; a half row would spoil the delimiter counts.
+    if len(text) > _CSV_SAMPLE_CHARS and "\n" in sample:
+        sample = sample[: sample.rindex("\n")]
+    return sample
+
+
+def _csv_format(sample: str) -> _CsvFormat | None:
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=_CSV_DELIMITERS)
+    except csv.Error:
+        pass
+    else:
+        return _CsvFormat(dialect.delimiter, dialect.quotechar or '"', dialect.skipinitialspace)
+    # The sniffer gives up on some well-formed files (one quoted column, few rows); a delimiter found the
+    # same number of times on every line is enough.
+    lines = [line for line in sample.split("\n")[:50] if line.strip()]
+    for delimiter in _CSV_DELIMITERS:
+        counts = {line.count(delimiter) for line in lines}
+        if len(counts) == 1 and counts.pop() > 0:
+            return _CsvFormat(delimiter)
+    return None
+
+
+# Reading each kind
+
+
+def _extract_text(text: str) -> Extracted:
+    first_line = text.split("\n", 1)[0].strip()
+    title = first_line if 0 < len(first_line) <= _TITLE_MAX_CHARS else None
+    return Extracted("text", title, [Section(text)] if text else [])
+
+
+def _markdown_sections(text: str) -> tuple[str | None, list[Section]]:
+    """One section per heading block, headed by its heading path; returns the first H1 as the title."""
+    # Only block structure is needed (headings, fences); inline parsing of the whole text is most of the cost,
+    # so inline markup is parsed for heading lines alone, by a second parser.
+    tokens = MarkdownIt("commonmark").disable("inline").parse(text)
+    inline_parser = MarkdownIt("commonmark")
+    headings: list[tuple[int, int, int, str]] = []  # first line, line after, level, heading text
+    for index, token in enumerate(tokens):
+        # Headings nested in lists or quotes are content, not document structure.
+        if token.type == "heading_open" and token.level == 0 and token.map is not None:
+            title = _inline_text(inline_parser, tokens[index + 1].content)
+            headings.append((token.map[0], token.map[1], int(token.tag[1]), title))
+
+    lines = text.split("\n")
+    sections: list[Section] = []
+
+    def add(start: int, end: int, heading: str | None) -> None:
+        body = "\n".join(lines[start:end]).strip()
+        if body:
+            sections.append(Section(body, heading=heading))
+
+    add(0, headings[0][0] if headings else len(lines), None)
+    path: list[tuple[int, str]] = []
+    for index, (_, body_start, level, title) in enumerate(headings):
+        while path and path[-1][0] >= level:
+            path.pop()
+        path.append((level, title))
+        body_end = headings[index + 1][0] if index + 1 < len(headings) else len(lines)
+        add(body_start, body_end, " > ".join(t for _, t in path if t) or None)
+    document_title = next((title for _, _, level, title in headings if level == 1 and title), None)
+    return document_title, sections
+
+
+def _inline_text(parser: MarkdownIt, source: str) -> str:
+    """Heading text without its inline markup (`**`, links, code ticks)."""
+    parts: list[str] = []
+    for token in parser.parseInline(source):
+        parts.extend(_plain(child) for child in token.children or [])
+    return " ".join("".join(parts).split())
+
+
+def _plain(token: Token) -> str:
+    if token.type in ("text", "code_inline", "html_inline"):
+        return token.content
+    return " " if token.type in ("softbreak", "hardbreak") else ""
+
+
+def _extract_csv(text: str) -> Extracted:
+    # Cleaning once up front, not per cell: a 100k-row file has a million cells.
+    text = clean_text(text)
+    fmt = _csv_format(_csv_sample(text)) or _CsvFormat(",")
+    reader = csv.reader(
+        io.StringIO(text), delimiter=fmt.delimiter, quotechar=fmt.quotechar, skipinitialspace=fmt.skipinitialspace
+    )
+    columns: list[str] = []
+    sections: list[Section] = []
+    row = 0
+    try:
+        for record in reader:
+            if not columns:
+                if any(cell.strip() for cell in record):
+                    columns = [cell.strip() or f"column {i + 1}" for i, cell in enumerate(record)]
+                continue
+            # Rows count every record after the header, blank ones too, so row N is line N + 1 of the sheet.
+            row += 1
+            pairs = [
+                f"{columns[i] if i < len(columns) else f'column {i + 1}'}: {value}"
+                for i, cell in enumerate(record)
+                if (value := cell.strip())
+            ]
+            if pairs:
+                sections.append(Section("\n".join(pairs), row=row))
+    except csv.Error as exc:
+        raise InvalidField(f"The CSV file could not be parsed: {exc}", code="unreadable_document") from exc
+    return Extracted("csv", None, sections, columns=columns)
+
+
+def _extract_html(text: str, source_url: str | None) -> Extracted:
+    if not _HTML_START.match(text[:4096]):
+        # trafilatura takes a lone fragment for something other than HTML and returns nothing.
+        text = f"<html><body><div>{text}</div></body></html>"
+    markdown = trafilatura.extract(
+        text,
+        url=source_url,
+        output_format="markdown",
+        include_formatting=True,
+        include_tables=True,
+        include_comments=False,
+        favor_recall=True,
+    )
+    metadata = trafilatura.extract_metadata(text, default_url=source_url)
+    title = clean_text(metadata.title) if metadata is not None and metadata.title else None
+    cleaned = clean_text(markdown or "")
+    if cleaned:
+        first_heading, sections = _markdown_sections(cleaned)
+        return Extracted("html", title or first_heading, sections)
+    # Nothing looked like an article (a table-only page, an index page): keep all visible text.
+    body = clean_text(trafilatura.html2txt(text))
+    return Extracted("html", title, [Section(body)] if body else [])
+
+
+def _extract_pdf(path: Path, lang: str) -> Extracted:
+    unreadable = "The PDF could not be read: it is damaged or password-protected"
+    with _PDFIUM_LOCK:
+        try:
+            pdf = pdfium.PdfDocument(path)
+        except pdfium.PdfiumError as exc:
+            raise InvalidField(unreadable, code="unreadable_document") from exc
+    sections: list[Section] = []
+    ocr_pages = 0
+    try:
+        with _PDFIUM_LOCK:
+            title = _pdf_title(pdf)
+            page_count = len(pdf)
+        for index in range(page_count):
+            with _PDFIUM_LOCK:
+                text, scan = _read_pdf_page(pdf, index)
+            # OCR runs outside the lock: it is the slow part and does not touch pdfium.
+            if scan is not None:
+                ocr_pages += 1
+                text = clean_text(_ocr(scan, lang)) or text
+            if text:
+                sections.append(Section(text, page=index + 1))
+    except pdfium.PdfiumError as exc:
+        raise InvalidField(unreadable, code="unreadable_document") from exc
+    finally:
+        with _PDFIUM_LOCK:
+            pdf.close()
+    return Extracted("pdf", title, sections, ocr_pages=ocr_pages)
+
+
+def _pdf_title(pdf: pdfium.PdfDocument) -> str | None:
+    title = str(pdf.get_metadata_dict(skip_empty=True).get("Title", ""))
+    return clean_text(title) or None
+
+
+def _read_pdf_page(pdf: pdfium.PdfDocument, index: int) -> tuple[str, Image.Image | None]:
+    """The page's text layer, and a rendering of the page when that layer is too thin to be the content."""
+    page = pdf[index]
+    try:
+        textpage = page.get_textpage()
+        try:
+            text = clean_text(textpage.get_text_bounded())
+        finally:
+            textpage.close()
+        if sum(1 for char in text if not char.isspace()) >= _OCR_MIN_CHARS:
+            return text, None
+        width, height = page.get_size()
+        scale = min(_OCR_DPI / 72, math.sqrt(_MAX_RENDER_PIXELS / max(width * height, 1.0)))
+        bitmap = page.render(scale=scale, grayscale=True)
+        try:
+            # A grayscale PIL image shares the bitmap's buffer, which close() frees.
+            image: Image.Image = bitmap.to_pil().copy()
+        finally:
+            bitmap.close()
+        return text, image
+    finally:
+        page.close()
+
+
+def _extract_image(path: Path, lang: str) -> Extracted:
+    sections: list[Section] = []
+    ocr_pages = 0
+    for page, frame in _image_frames(path):
+        ocr_pages += 1
+        text = clean_text(_ocr(frame, lang))
+        if text:
+            sections.append(Section(text, page=page))
+    return Extracted("image", None, sections, ocr_pages=ocr_pages)
+
+
+def _image_frames(path: Path) -> Iterator[tuple[int | None, Image.Image]]:
+    """Each frame ready for OCR, numbered when there are several; decoding errors become 422s."""
+    try:
+        with Image.open(path) as image:
+            # Only TIFF frames are pages; GIF and WebP frames are animation.
+            frames = int(getattr(image, "n_frames", 1)) if image.format == "TIFF" else 1
+            for index in range(frames):
+                image.seek(index)
+                yield (index + 1 if frames > 1 else None), _ocr_ready(image)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
+        raise InvalidField(f"The image could not be read: {exc}", code="unreadable_document") from exc
+
+
+def _ocr_ready(image: Image.Image) -> Image.Image:
+    """An 8-bit grey or RGB copy, transparency flattened onto white (black text on clear is common in PNGs)."""
+    if image.mode in ("RGB", "L"):
+        return image.convert(image.mode)
+    if image.mode == "1":
+        return image.convert("L")
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        grey = image.convert("F")
+        # A single-band image's extrema are one (min, max) pair.
+        low, high = cast("tuple[float, float]", grey.getextrema())
+        scale = 255.0 / (high - low) if high != low else 1.0
+        offset = -low * scale
+        return grey.point(lambda v: v * scale + offset).convert("L")
+    if "A" in image.getbands() or "a" in image.getbands() or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _ocr(image: Image.Image, lang: str) -> str:
+    # pytesseract runs the tesseract binary; its failures arrive as three unrelated exception types.
+    try:
+        return str(pytesseract.image_to_string(image, lang=lang, timeout=_OCR_TIMEOUT_S))
+    except pytesseract.TesseractNotFoundError as exc:
+        raise EngineUnavailable("OCR is not available: Tesseract is not installed", code="ocr_unavailable") from exc
+    except pytesseract.TesseractError as exc:
+        if "Failed loading language" in str(exc.message):
+            raise EngineUnavailable(
+                f"OCR is not available for {lang!r}: its Tesseract language data is not installed",
+                code="ocr_unavailable",
+            ) from exc
+        raise InvalidField(f"OCR failed: {exc.message}", code="unreadable_document") from exc
+    except RuntimeError as exc:  # pytesseract's timeout
+        raise InvalidField("OCR took too long on this document", code="unreadable_document") from exc

@@ -1,0 +1,446 @@
+"""Where chunks are stored and searched; the only module that knows SQLite from PostgreSQL.
+
+SQLite: full text in an FTS5 table (BM25), vectors as float32 BLOBs in `kb_chunks`, searched exactly by an
+in-memory matrix that each worker keeps in step with the table (new rows are read past the highest id seen;
+deletions bump `kb_index_state.generation`). PostgreSQL: a generated tsvector column with a GIN index, and
+pgvector with an HNSW index for large scopes and an exact scan for small ones (pgvector 0.6 filters after the
+HNSW walk, so a small KB among many would otherwise come back short).
+
+Every search takes a `Scope` and applies it inside the query: the KBs (which are always one owner's), and the
+document tags to include or exclude.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aigw.knowledge.chunk import Chunk
+
+Vector = NDArray[np.float32]
+
+# Questions are full of words that match every chunk; dropping them keeps OR queries selective (and fast).
+_STOPWORDS = frozenset(
+    "a an and are as at be but by can could did do does doing for from had has have how i if in into is it its "
+    "me my no not of on or our should so than that the their them then there these they this those to too "
+    "us was we were what when where which who whom why will with would you your".split()
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+# pgvector 0.6 has no iterative index scan: a scope this small is searched exactly instead of through HNSW.
+PG_EXACT_SCAN_LIMIT = 20_000
+# Arbitrary constant naming aigw's index-creation lock among PostgreSQL advisory locks.
+_PG_INDEX_LOCK = 0x6B62696E
+
+
+@dataclass(frozen=True)
+class Scope:
+    kb_ids: Sequence[int]
+    include_tags: Sequence[str] = ()
+    exclude_tags: Sequence[str] = ()
+
+    def sql(self, column: str = "c", document_column: str = "document_id") -> tuple[str, dict[str, Any]]:
+        """The scope as a WHERE fragment over a `kb_chunks` alias (or a `kb_documents` one, whose document id
+        column is `id`), and its parameters."""
+        clauses = [f"{column}.kb_id IN :scope_kbs"]
+        params: dict[str, Any] = {"scope_kbs": list(self.kb_ids)}
+        if self.include_tags:
+            clauses.append(
+                f"{column}.{document_column} IN (SELECT document_id FROM kb_document_tags WHERE tag IN :scope_in)"
+            )
+            params["scope_in"] = list(self.include_tags)
+        if self.exclude_tags:
+            clauses.append(
+                f"{column}.{document_column} NOT IN (SELECT document_id FROM kb_document_tags WHERE tag IN :scope_out)"
+            )
+            params["scope_out"] = list(self.exclude_tags)
+        return " AND ".join(clauses), params
+
+
+def _expanding(sql: str, params: dict[str, Any]) -> Any:
+    statement = text(sql)
+    for name in ("scope_kbs", "scope_in", "scope_out", "ids"):
+        if name in params:
+            statement = statement.bindparams(bindparam(name, expanding=True))
+    return statement
+
+
+def query_terms(query: str) -> list[str]:
+    """The distinct, meaningful words of a query, in order."""
+    seen: dict[str, None] = {}
+    for word in _WORD.findall(query.lower()):
+        if word not in _STOPWORDS and len(word) < 64:
+            seen.setdefault(word, None)
+    return list(seen)[:32]
+
+
+class KnowledgeIndex(Protocol):
+    async def prepare(self, db: AsyncSession, dimensions: int) -> None: ...
+
+    async def add(
+        self, db: AsyncSession, document_id: int, kb_id: int, chunks: Sequence[Chunk], vectors: Vector
+    ) -> None:
+        """Insert a document's chunks, their vectors and full text, in the caller's transaction."""
+        ...
+
+    async def deleted(self, db: AsyncSession) -> None:
+        """Record, in the caller's transaction, that chunks were deleted."""
+        ...
+
+    async def fulltext(self, db: AsyncSession, scope: Scope, query: str, limit: int) -> list[tuple[int, float]]:
+        """(chunk id, relevance > 0), best first."""
+        ...
+
+    async def vector(self, db: AsyncSession, scope: Scope, query: Vector, limit: int) -> list[tuple[int, float]]:
+        """(chunk id, cosine similarity), best first."""
+        ...
+
+    async def similarities(self, db: AsyncSession, ids: Sequence[int], query: Vector) -> dict[int, float]: ...
+
+
+def build_index(dialect: str) -> KnowledgeIndex:
+    return SqliteIndex() if dialect == "sqlite" else PostgresIndex()
+
+
+def _fts_match(terms: list[str]) -> str:
+    return " OR ".join('"' + term.replace('"', "") + '"' for term in terms)
+
+
+@dataclass
+class _Matrix:
+    """The chunk vectors of one database, row-aligned with their ids (ascending), kb ids and document ids."""
+
+    dimensions: int = 0
+    ids: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    kbs: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    docs: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    alive: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
+    vectors: Vector = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    size: int = 0
+    generation: int = -1
+
+    @property
+    def last_id(self) -> int:
+        return int(self.ids[self.size - 1]) if self.size else 0
+
+    def append(self, ids: list[int], kbs: list[int], docs: list[int], vectors: Vector) -> None:
+        n = len(ids)
+        if self.dimensions == 0:
+            self.dimensions = vectors.shape[1]
+            self.vectors = np.zeros((0, self.dimensions), np.float32)
+        needed = self.size + n
+        if needed > len(self.ids):
+            capacity = max(needed, 2 * len(self.ids), 1024)
+            self.ids = np.resize(self.ids, capacity)
+            self.kbs = np.resize(self.kbs, capacity)
+            self.docs = np.resize(self.docs, capacity)
+            self.alive = np.resize(self.alive, capacity)
+            grown = np.zeros((capacity, self.dimensions), np.float32)
+            grown[: self.size] = self.vectors[: self.size]
+            self.vectors = grown
+        end = self.size + n
+        self.ids[self.size : end] = ids
+        self.kbs[self.size : end] = kbs
+        self.docs[self.size : end] = docs
+        self.alive[self.size : end] = True
+        self.vectors[self.size : end] = vectors
+        self.size = end
+
+    def keep_only(self, live_ids: NDArray[np.int64]) -> None:
+        self.alive[: self.size] &= np.isin(self.ids[: self.size], live_ids, assume_unique=True)
+
+    def search(
+        self, kb_ids: Sequence[int], doc_filter: NDArray[np.int64] | None, query: Vector, limit: int
+    ) -> list[tuple[int, float]]:
+        n = self.size
+        if n == 0 or query.shape[0] != self.dimensions:
+            return []
+        mask = self.alive[:n] & np.isin(self.kbs[:n], np.asarray(kb_ids, np.int64))
+        if doc_filter is not None:
+            mask &= np.isin(self.docs[:n], doc_filter)
+        rows = np.flatnonzero(mask)
+        if rows.size == 0:
+            return []
+        # A full matrix-vector product is cheaper than gathering most rows; gather only a small scope.
+        if rows.size * 4 < n:
+            scores = self.vectors[rows] @ query
+        else:
+            scores = (self.vectors[:n] @ query)[rows]
+        k = min(limit, rows.size)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top])]
+        return [(int(self.ids[rows[i]]), float(scores[i])) for i in top]
+
+    def similarities(self, ids: Sequence[int], query: Vector) -> dict[int, float]:
+        n = self.size
+        if n == 0 or query.shape[0] != self.dimensions:
+            return {}
+        wanted = np.asarray(ids, np.int64)
+        where = np.searchsorted(self.ids[:n], wanted)
+        found = (where < n) & (self.ids[np.minimum(where, n - 1)] == wanted)
+        rows = where[found]
+        scores = self.vectors[rows] @ query
+        return {int(i): float(s) for i, s in zip(wanted[found], scores, strict=True)}
+
+
+class SqliteIndex:
+    def __init__(self) -> None:
+        self._matrix = _Matrix()
+        self._lock = asyncio.Lock()
+
+    async def prepare(self, db: AsyncSession, dimensions: int) -> None:  # noqa: ARG002 - nothing per dimension
+        await self._sync(db)
+
+    async def add(
+        self, db: AsyncSession, document_id: int, kb_id: int, chunks: Sequence[Chunk], vectors: Vector
+    ) -> None:
+        rows = [
+            {
+                "document_id": document_id,
+                "kb_id": kb_id,
+                "position": chunk.position,
+                "page": chunk.page,
+                "row": chunk.row,
+                "context": chunk.context,
+                "content": chunk.content,
+                "embedding": vector.astype(np.float32).tobytes(),
+            }
+            for chunk, vector in zip(chunks, vectors, strict=True)
+        ]
+        await db.execute(
+            text(
+                "INSERT INTO kb_chunks (document_id, kb_id, position, page, row, context, content, embedding) "
+                "VALUES (:document_id, :kb_id, :position, :page, :row, :context, :content, :embedding)"
+            ),
+            rows,
+        )
+        await db.execute(
+            text(
+                "INSERT INTO kb_chunks_fts (rowid, context, content) "
+                "SELECT id, context, content FROM kb_chunks WHERE document_id = :document_id"
+            ),
+            {"document_id": document_id},
+        )
+
+    async def deleted(self, db: AsyncSession) -> None:
+        await db.execute(text("UPDATE kb_index_state SET generation = generation + 1 WHERE id = 1"))
+
+    async def fulltext(self, db: AsyncSession, scope: Scope, query: str, limit: int) -> list[tuple[int, float]]:
+        terms = query_terms(query)
+        if not terms:
+            return []
+        where, params = scope.sql()
+        result = await db.execute(
+            _expanding(
+                "SELECT kb_chunks_fts.rowid, bm25(kb_chunks_fts) AS rank FROM kb_chunks_fts "
+                f"JOIN kb_chunks c ON c.id = kb_chunks_fts.rowid WHERE kb_chunks_fts MATCH :match AND {where} "
+                "ORDER BY rank LIMIT :limit",
+                params,
+            ),
+            {**params, "match": _fts_match(terms), "limit": limit},
+        )
+        # FTS5's bm25() is negative, better is lower.
+        return [(int(chunk_id), -float(rank)) for chunk_id, rank in result.all()]
+
+    async def vector(self, db: AsyncSession, scope: Scope, query: Vector, limit: int) -> list[tuple[int, float]]:
+        await self._sync(db)
+        doc_filter: NDArray[np.int64] | None = None
+        if scope.include_tags or scope.exclude_tags:
+            # Tag filters name documents; the matrix then keeps only their rows before ranking.
+            where, params = scope.sql("d", document_column="id")
+            result = await db.execute(_expanding(f"SELECT d.id FROM kb_documents d WHERE {where}", params), params)
+            doc_filter = np.asarray([row[0] for row in result.all()], np.int64)
+        matrix = self._matrix
+        return await asyncio.to_thread(matrix.search, scope.kb_ids, doc_filter, query, limit)
+
+    async def similarities(self, db: AsyncSession, ids: Sequence[int], query: Vector) -> dict[int, float]:
+        await self._sync(db)
+        return self._matrix.similarities(ids, query)
+
+    async def _sync(self, db: AsyncSession) -> None:
+        """Bring the matrix up to the committed table: read new rows, and drop deleted ones."""
+        state = (
+            await db.execute(
+                text("SELECT (SELECT max(id) FROM kb_chunks), (SELECT generation FROM kb_index_state WHERE id = 1)")
+            )
+        ).one()
+        last_id, generation = int(state[0] or 0), int(state[1] or 0)
+        matrix = self._matrix
+        if last_id <= matrix.last_id and generation == matrix.generation:
+            return
+        async with self._lock:
+            if generation != matrix.generation:
+                result = await db.execute(text("SELECT id FROM kb_chunks ORDER BY id"))
+                live = np.fromiter((row[0] for row in result), np.int64)
+                matrix.keep_only(live)
+                matrix.generation = generation
+                if matrix.size and int(matrix.alive[: matrix.size].sum()) * 4 < matrix.size * 3:
+                    self._matrix = matrix = _compacted(matrix)
+            if last_id > matrix.last_id:
+                await self._load_after(db, matrix)
+
+    async def _load_after(self, db: AsyncSession, matrix: _Matrix) -> None:
+        result = await db.stream(
+            text("SELECT id, kb_id, document_id, embedding FROM kb_chunks WHERE id > :last ORDER BY id"),
+            {"last": matrix.last_id},
+        )
+        async for batch in result.partitions(4096):
+            ids, kbs, docs, blobs = [], [], [], []
+            for chunk_id, kb_id, doc_id, blob in batch:
+                if blob is None or (matrix.dimensions and len(blob) != matrix.dimensions * 4):
+                    continue  # a vector from another embedding model: not comparable, not searchable
+                ids.append(chunk_id)
+                kbs.append(kb_id)
+                docs.append(doc_id)
+                blobs.append(blob)
+            if ids:
+                vectors = np.frombuffer(b"".join(blobs), np.float32).reshape(len(ids), -1)
+                matrix.append(ids, kbs, docs, vectors)
+
+
+def _compacted(matrix: _Matrix) -> _Matrix:
+    keep = np.flatnonzero(matrix.alive[: matrix.size])
+    fresh = _Matrix(generation=matrix.generation)
+    if keep.size:
+        fresh.append(
+            matrix.ids[keep].tolist(), matrix.kbs[keep].tolist(), matrix.docs[keep].tolist(), matrix.vectors[keep]
+        )
+    fresh.dimensions = matrix.dimensions
+    return fresh
+
+
+def _pg_vector(vector: Vector) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
+
+
+class PostgresIndex:
+    def __init__(self) -> None:
+        self.dimensions = 0
+
+    async def prepare(self, db: AsyncSession, dimensions: int) -> None:
+        await self._ensure_hnsw(db, dimensions)
+        await db.commit()
+
+    async def _ensure_hnsw(self, db: AsyncSession, dimensions: int) -> None:
+        """Create the HNSW index for this embedding size once. It is an expression index because the column is
+        untyped, so that another embedding model (another size) can be configured later."""
+        if dimensions == self.dimensions:
+            return
+        # Workers start together; the lock keeps two CREATE INDEX IF NOT EXISTS from racing on the catalog.
+        await db.execute(text(f"SELECT pg_advisory_xact_lock({_PG_INDEX_LOCK})"))
+        await db.execute(
+            text(
+                f"CREATE INDEX IF NOT EXISTS ix_kb_chunks_hnsw_{dimensions} ON kb_chunks "
+                f"USING hnsw ((embedding::vector({dimensions})) vector_cosine_ops) "
+                f"WHERE vector_dims(embedding) = {dimensions}"
+            )
+        )
+        self.dimensions = dimensions
+
+    async def add(
+        self, db: AsyncSession, document_id: int, kb_id: int, chunks: Sequence[Chunk], vectors: Vector
+    ) -> None:
+        rows = [
+            {
+                "document_id": document_id,
+                "kb_id": kb_id,
+                "position": chunk.position,
+                "page": chunk.page,
+                "row": chunk.row,
+                "context": chunk.context,
+                "content": chunk.content,
+                "embedding": _pg_vector(vector),
+            }
+            for chunk, vector in zip(chunks, vectors, strict=True)
+        ]
+        await self._ensure_hnsw(db, vectors.shape[1])
+        await db.execute(
+            text(
+                "INSERT INTO kb_chunks (document_id, kb_id, position, page, row, context, content, embedding) "
+                "VALUES (:document_id, :kb_id, :position, :page, :row, :context, :content, CAST(:embedding AS vector))"
+            ),
+            rows,
+        )
+
+    async def deleted(self, db: AsyncSession) -> None:
+        pass  # the database indexes follow deletions themselves
+
+    async def fulltext(self, db: AsyncSession, scope: Scope, query: str, limit: int) -> list[tuple[int, float]]:
+        """BM25-like ranking: PostgreSQL's ts_rank knows no inverse document frequency, so each term's rank is
+        weighted by its BM25 idf within the scope (counted over the matching rows in the same query); without
+        that, a word in every chunk ("day") outranks the one word that matters ("interns")."""
+        terms = query_terms(query)
+        if not terms:
+            return []
+        where, params = scope.sql()
+        total = await self._chunks_in_scope(db, params["scope_kbs"])
+        term_queries = ", ".join(f"to_tsquery('english', :t{i}) AS q{i}" for i in range(len(terms)))
+        counts = ", ".join(f"count(*) FILTER (WHERE m.tsv @@ q.q{i}) AS d{i}" for i in range(len(terms)))
+        rank = " + ".join(
+            f"ln(1 + (:n - df.d{i} + 0.5) / (df.d{i} + 0.5)) * ts_rank(m.tsv, q.q{i}, 1)" for i in range(len(terms))
+        )
+        sql = (
+            f"WITH q AS (SELECT {term_queries}, to_tsquery('english', :everything) AS qa), "
+            f"m AS MATERIALIZED (SELECT c.id, c.tsv FROM kb_chunks c, q WHERE c.tsv @@ q.qa AND {where}), "
+            f"df AS (SELECT {counts} FROM m, q) "
+            f"SELECT m.id, {rank} AS rank FROM m, q, df ORDER BY rank DESC LIMIT :limit"
+        )
+        values = {
+            **params,
+            **{f"t{i}": term for i, term in enumerate(terms)},
+            "everything": " | ".join(terms),
+            "n": max(total, 1),
+            "limit": limit,
+        }
+        result = await db.execute(_expanding(sql, params), values)
+        return [(int(chunk_id), float(rank)) for chunk_id, rank in result.all() if rank > 0]
+
+    async def _chunks_in_scope(self, db: AsyncSession, kb_ids: Sequence[int]) -> int:
+        statement = _expanding(
+            "SELECT coalesce(sum(chunk_count), 0) FROM kb_documents WHERE kb_id IN :scope_kbs AND status = 'ready'",
+            {"scope_kbs": kb_ids},
+        )
+        return int((await db.execute(statement, {"scope_kbs": list(kb_ids)})).scalar_one())
+
+    async def vector(self, db: AsyncSession, scope: Scope, query: Vector, limit: int) -> list[tuple[int, float]]:
+        dims = query.shape[0]
+        where, params = scope.sql()
+        in_scope = await self._chunks_in_scope(db, params["scope_kbs"])
+        distance = f"(c.embedding::vector({dims})) <=> CAST(:query AS vector({dims}))"
+        values = {**params, "query": _pg_vector(query), "limit": limit}
+        if in_scope <= PG_EXACT_SCAN_LIMIT:
+            # MATERIALIZED keeps the planner from walking HNSW first and filtering after.
+            sql = (
+                f"WITH c AS MATERIALIZED (SELECT c.id, c.embedding FROM kb_chunks c WHERE {where} "
+                f"AND vector_dims(c.embedding) = {dims}) "
+                f"SELECT c.id, 1 - ({distance}) AS sim FROM c ORDER BY {distance} LIMIT :limit"
+            )
+        else:
+            await db.execute(text(f"SET LOCAL hnsw.ef_search = {max(100, min(1000, limit * 4))}"))
+            sql = (
+                f"SELECT c.id, 1 - ({distance}) AS sim FROM kb_chunks c WHERE {where} "
+                f"AND vector_dims(c.embedding) = {dims} ORDER BY {distance} LIMIT :limit"
+            )
+        result = await db.execute(_expanding(sql, params), values)
+        return [(int(chunk_id), float(sim)) for chunk_id, sim in result.all()]
+
+    async def similarities(self, db: AsyncSession, ids: Sequence[int], query: Vector) -> dict[int, float]:
+        if not ids:
+            return {}
+        dims = query.shape[0]
+        result = await db.execute(
+            _expanding(
+                f"SELECT id, 1 - ((embedding::vector({dims})) <=> CAST(:query AS vector({dims}))) FROM kb_chunks "
+                f"WHERE id IN :ids AND vector_dims(embedding) = {dims}",
+                {"ids": ids},
+            ),
+            {"ids": list(ids), "query": _pg_vector(query)},
+        )
+        return {int(chunk_id): float(sim) for chunk_id, sim in result.all()}

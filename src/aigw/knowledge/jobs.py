@@ -1,0 +1,230 @@
+"""The ingestion worker: documents in `processing` become `ready` (searchable) or `failed` (with a reason).
+
+Every server process runs one worker. A worker claims a document by taking its lease (an UPDATE that only
+succeeds if nobody holds a live lease), renews the lease while it works, and writes the chunks, vectors and
+the `ready` status in one transaction guarded by that lease. So:
+- a document queued before a crash or restart is picked up again (its lease runs out);
+- two workers never both finish the same document;
+- a crash mid-way leaves nothing of the document searchable.
+A document that has taken down its worker `MAX_ATTEMPTS` times is failed instead of retried forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from aigw.engines.embed.base import EmbeddingEngine
+from aigw.errors import AigwError
+from aigw.knowledge.chunk import Chunk, chunk_document
+from aigw.knowledge.extract import DocumentKind, extract, tesseract_language
+from aigw.knowledge.index import KnowledgeIndex
+from aigw.knowledge.service import KnowledgeService
+from aigw.store.models import KbDocument
+
+log = logging.getLogger("aigw.knowledge.jobs")
+
+MAX_ATTEMPTS = 3
+EMBED_BATCH = 32
+POLL_SECONDS = 2.0
+
+
+class IngestionFailed(AigwError):
+    code = "ingestion_failed"
+
+
+class IngestionWorker:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        service: KnowledgeService,
+        index: KnowledgeIndex,
+        embedder: EmbeddingEngine,
+        lease_seconds: float,
+    ) -> None:
+        self.sessions = sessions
+        self.service = service
+        self.index = index
+        self.embedder = embedder
+        self.lease = timedelta(seconds=lease_seconds)
+        self.owner = uuid.uuid4().hex
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="kb-ingestion")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        wakeup = self.service.wakeup
+        while True:
+            try:
+                doc_id = await self.claim()
+            except Exception:  # a database hiccup must not end the worker; the next round retries
+                log.exception("claiming an ingestion job failed")
+                doc_id = None
+            if doc_id is None:
+                wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), POLL_SECONDS)
+                continue
+            await self.process(doc_id)
+
+    async def claim(self) -> int | None:
+        """Take the lease of the oldest document that needs work and nobody is working on."""
+        now = datetime.now(UTC)
+        async with self.sessions() as db:
+            candidates = await db.scalars(
+                select(KbDocument.id)
+                .where(
+                    KbDocument.status == "processing",
+                    or_(KbDocument.lease_until.is_(None), KbDocument.lease_until < now),
+                )
+                .order_by(KbDocument.id)
+                .limit(5)
+            )
+            for doc_id in candidates.all():
+                taken = await db.execute(
+                    update(KbDocument)
+                    .where(
+                        KbDocument.id == doc_id,
+                        KbDocument.status == "processing",
+                        or_(KbDocument.lease_until.is_(None), KbDocument.lease_until < now),
+                    )
+                    .values(lease_owner=self.owner, lease_until=now + self.lease, attempts=KbDocument.attempts + 1)
+                    .execution_options(synchronize_session=False)
+                )
+                await db.commit()
+                if taken.rowcount == 1:  # type: ignore[attr-defined]
+                    return doc_id
+        return None
+
+    async def process(self, doc_id: int) -> None:
+        started = time.perf_counter()
+        heartbeat = asyncio.create_task(self._renew(doc_id))
+        try:
+            async with self.sessions() as db:
+                document = await db.get(KbDocument, doc_id)
+            if document is None or document.lease_owner != self.owner:
+                return
+            log.info(
+                "document claimed",
+                extra={
+                    "document_id": doc_id,
+                    "kind": document.kind,
+                    "size": document.size,
+                    "attempt": document.attempts,
+                },
+            )
+            if document.attempts > MAX_ATTEMPTS:
+                raise IngestionFailed(f"Ingestion was interrupted {MAX_ATTEMPTS} times; giving up")
+            chunks = await asyncio.to_thread(self._read, document)
+            if not chunks:
+                raise IngestionFailed("No text found in the document", code="no_text")
+            vectors = await self._embed(chunks)
+            await self._commit(doc_id, chunks, vectors)
+            log.info(
+                "document ready",
+                extra={
+                    "document_id": doc_id,
+                    "chunks": len(chunks),
+                    "seconds": round(time.perf_counter() - started, 2),
+                },
+            )
+        except asyncio.CancelledError:
+            raise
+        except AigwError as exc:
+            await self._fail(doc_id, exc.message)
+        except Exception:  # any other failure is a bug; the user gets a reason, the log the traceback
+            log.exception("ingestion failed", extra={"document_id": doc_id})
+            await self._fail(doc_id, "Internal error while reading the document")
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    def _read(self, document: KbDocument) -> list[Chunk]:
+        kind: DocumentKind = document.kind  # type: ignore[assignment]
+        extracted = extract(
+            self.service.path_of(document),
+            kind,
+            language=tesseract_language(document.language),
+            source_url=document.url,
+        )
+        source = document.filename or extracted.title or document.url or f"document {document.id}"
+        return chunk_document(
+            extracted,
+            source=source,
+            max_chars=self.service.settings.kb_chunk_chars,
+            overlap=self.service.settings.kb_chunk_overlap,
+        )
+
+    async def _embed(self, chunks: list[Chunk]) -> np.ndarray:
+        texts = [f"{c.context}\n{c.content}" if c.context else c.content for c in chunks]
+        parts = [
+            await self.embedder.embed(texts[i : i + EMBED_BATCH], purpose="document")
+            for i in range(0, len(texts), EMBED_BATCH)
+        ]
+        return np.concatenate(parts)
+
+    async def _commit(self, doc_id: int, chunks: list[Chunk], vectors: np.ndarray) -> None:
+        async with self.sessions() as db:
+            # Writing `ready` under our lease first makes this transaction the only one that can finish it.
+            finished = await db.execute(
+                update(KbDocument)
+                .where(KbDocument.id == doc_id, KbDocument.lease_owner == self.owner, KbDocument.status == "processing")
+                .values(
+                    status="ready",
+                    chunk_count=len(chunks),
+                    ready_at=datetime.now(UTC),
+                    lease_owner=None,
+                    lease_until=None,
+                    error=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if finished.rowcount != 1:  # type: ignore[attr-defined]
+                await db.rollback()  # deleted meanwhile, or the lease was lost to another worker
+                return
+            document = await db.get(KbDocument, doc_id)
+            assert document is not None
+            await self.index.add(db, doc_id, document.kb_id, chunks, vectors)
+            await db.commit()
+
+    async def _fail(self, doc_id: int, reason: str) -> None:
+        log.warning("document failed", extra={"document_id": doc_id, "reason": reason})
+        async with self.sessions() as db:
+            await db.execute(
+                update(KbDocument)
+                .where(KbDocument.id == doc_id, KbDocument.lease_owner == self.owner)
+                .values(status="failed", error=reason, lease_owner=None, lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
+            await db.commit()
+
+    async def _renew(self, doc_id: int) -> None:
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            try:
+                async with self.sessions() as db:
+                    await db.execute(
+                        update(KbDocument)
+                        .where(KbDocument.id == doc_id, KbDocument.lease_owner == self.owner)
+                        .values(lease_until=datetime.now(UTC) + self.lease)
+                        .execution_options(synchronize_session=False)
+                    )
+                    await db.commit()
+            except Exception:  # a missed renewal only risks a second worker redoing the work
+                log.warning("could not renew an ingestion lease", extra={"document_id": doc_id}, exc_info=True)

@@ -1,0 +1,114 @@
+"""Hybrid retrieval: full text and vector similarity, fused by reciprocal rank.
+
+Each side ranks its own candidates inside the scope; reciprocal-rank fusion (k=60) combines the two lists
+without having to calibrate BM25 against cosine. The fused score is divided by its maximum (first in both
+lists), so `score` is in [0, 1] and 1 means "best match by both measures". Every hit also carries its cosine
+`similarity` to the query, the absolute measure chat injection uses to decide what is relevant at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aigw.engines.embed.base import EmbeddingEngine
+from aigw.knowledge.index import KnowledgeIndex, Scope
+
+Mode = Literal["hybrid", "fulltext", "vector"]
+RRF_K = 60
+CANDIDATES = 50
+
+
+@dataclass
+class Hit:
+    chunk_id: int
+    document_id: int
+    kb_id: int
+    content: str
+    context: str
+    source: str
+    page: int | None
+    row: int | None
+    score: float
+    similarity: float | None
+
+
+class Retriever:
+    def __init__(self, index: KnowledgeIndex, embedder: EmbeddingEngine) -> None:
+        self.index = index
+        self.embedder = embedder
+
+    async def search(self, db: AsyncSession, scope: Scope, query: str, top_k: int, mode: Mode = "hybrid") -> list[Hit]:
+        """The `top_k` best chunks in `scope` for `query`, best first."""
+        if not scope.kb_ids:
+            return []
+        vector = None
+        if mode != "fulltext":
+            vector = (await self.embedder.embed([query], purpose="query"))[0]
+        candidates = max(CANDIDATES, top_k * 4)
+        scores: dict[int, float]
+        if mode == "vector":
+            assert vector is not None
+            ranked = await self.index.vector(db, scope, vector, top_k)
+            scores = {chunk_id: max(0.0, min(1.0, sim)) for chunk_id, sim in ranked}
+        elif mode == "fulltext":
+            ranked = await self.index.fulltext(db, scope, query, top_k)
+            best = ranked[0][1] if ranked else 1.0
+            scores = {chunk_id: rank / best for chunk_id, rank in ranked}
+        else:
+            assert vector is not None
+            by_text = await self.index.fulltext(db, scope, query, candidates)
+            by_vector = await self.index.vector(db, scope, vector, candidates)
+            scores = fuse([[c for c, _ in by_text], [c for c, _ in by_vector]])
+        chosen = sorted(scores, key=lambda c: -scores[c])[:top_k]
+        similarities = await self.index.similarities(db, chosen, vector) if vector is not None else {}
+        rows = await chunk_rows(db, chosen)
+        hits = []
+        for chunk_id in chosen:
+            row = rows.get(chunk_id)
+            if row is None:
+                continue  # deleted between ranking and reading
+            hits.append(
+                Hit(
+                    chunk_id=chunk_id,
+                    document_id=row[0],
+                    kb_id=row[1],
+                    content=row[2],
+                    context=row[3],
+                    source=row[6] or row[7] or "",
+                    page=row[4],
+                    row=row[5],
+                    score=round(scores[chunk_id], 4),
+                    similarity=round(similarities[chunk_id], 4) if chunk_id in similarities else None,
+                )
+            )
+        return hits
+
+
+def fuse(rankings: Sequence[Sequence[int]]) -> dict[int, float]:
+    """Reciprocal-rank fusion of several rankings, normalised so that first everywhere scores 1."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, chunk_id in enumerate(ranking):
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank + 1)
+    best = len(rankings) / (RRF_K + 1)
+    return {chunk_id: score / best for chunk_id, score in fused.items()}
+
+
+async def chunk_rows(
+    db: AsyncSession, ids: Sequence[int]
+) -> dict[int, tuple[int, int, str, str, int | None, int | None, str | None, str | None]]:
+    if not ids:
+        return {}
+    result = await db.execute(
+        text(
+            "SELECT c.id, c.document_id, c.kb_id, c.content, c.context, c.page, c.row, d.filename, d.url "
+            "FROM kb_chunks c JOIN kb_documents d ON d.id = c.document_id WHERE c.id IN :ids"
+        ).bindparams(bindparam("ids", expanding=True)),
+        {"ids": list(ids)},
+    )
+    return {row[0]: tuple(row[1:]) for row in result.all()}
