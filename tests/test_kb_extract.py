@@ -1,6 +1,6 @@
 """Knowledge-base ingestion, reading half: typing uploads, extracting sections (OCR included) and chunking.
 
-Every test document is generated here: PDFs with fpdf2, scans as Pillow images of text drawn in a DejaVu font.
+Every test document is generated here: PDFs with fpdf2, scans as Pillow images of text drawn in Pillow's own font.
 """
 
 from __future__ import annotations
@@ -16,25 +16,19 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import pytesseract  # type: ignore[import-untyped]
 import pytest
 from fpdf import FPDF
 from PIL import Image, ImageDraw, ImageFont
 
+from aigw.engines.ocr import tesseract
 from aigw.errors import EngineUnavailable, InvalidField, UnsupportedMediaType
 from aigw.knowledge.chunk import chunk_document, split_text
 from aigw.knowledge.extract import Extracted, Section, extract, sniff, tesseract_language
 
-FONT_CANDIDATES = sorted(Path("/usr/share/fonts").glob("**/DejaVuSans.ttf")) or sorted(
-    Path("/usr/share/fonts").glob("**/*.ttf")
-)
-
 
 def render_text(lines: list[str], *, mode: str = "RGB") -> Image.Image:
     """Black text, 40 px, on white (or on clear, for RGBA): large enough for Tesseract to read reliably."""
-    if not FONT_CANDIDATES:
-        pytest.skip("no TrueType font under /usr/share/fonts to draw test scans with")
-    font = ImageFont.truetype(str(FONT_CANDIDATES[0]), 40)
+    font = ImageFont.load_default(size=40)  # Pillow's bundled TrueType font: no system fonts needed
     background = (0, 0, 0, 0) if mode == "RGBA" else "white"
     image = Image.new(mode, (1200, 100 + 80 * len(lines)), background)
     draw = ImageDraw.Draw(image)
@@ -179,7 +173,7 @@ def test_missing_tesseract_or_language_data_is_503_ocr_unavailable(
         extract(path, "image", language="en")
     assert (caught.value.status, caught.value.code) == (503, "ocr_unavailable")
 
-    monkeypatch.setattr(pytesseract.pytesseract, "tesseract_cmd", str(tmp_path / "no-tesseract"))
+    monkeypatch.setattr(tesseract, "TESSERACT_COMMAND", str(tmp_path / "no-tesseract"))
     with pytest.raises(EngineUnavailable) as caught:
         extract(path, "image")
     assert caught.value.code == "ocr_unavailable"

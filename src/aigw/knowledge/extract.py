@@ -19,13 +19,13 @@ from typing import Literal, cast
 
 import filetype  # type: ignore[import-untyped]
 import pypdfium2 as pdfium  # type: ignore[import-untyped]
-import pytesseract  # type: ignore[import-untyped]
 import trafilatura
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from PIL import Image, UnidentifiedImageError
 
-from aigw.errors import EngineUnavailable, InvalidField, UnsupportedMediaType
+from aigw.engines.ocr.tesseract import image_to_text
+from aigw.errors import InvalidField, UnsupportedMediaType
 
 DocumentKind = Literal["text", "markdown", "csv", "pdf", "image", "html"]
 
@@ -525,17 +525,4 @@ def _ocr_ready(image: Image.Image) -> Image.Image:
 
 
 def _ocr(image: Image.Image, lang: str) -> str:
-    # pytesseract runs the tesseract binary; its failures arrive as three unrelated exception types.
-    try:
-        return str(pytesseract.image_to_string(image, lang=lang, timeout=_OCR_TIMEOUT_S))
-    except pytesseract.TesseractNotFoundError as exc:
-        raise EngineUnavailable("OCR is not available: Tesseract is not installed", code="ocr_unavailable") from exc
-    except pytesseract.TesseractError as exc:
-        if "Failed loading language" in str(exc.message):
-            raise EngineUnavailable(
-                f"OCR is not available for {lang!r}: its Tesseract language data is not installed",
-                code="ocr_unavailable",
-            ) from exc
-        raise InvalidField(f"OCR failed: {exc.message}", code="unreadable_document") from exc
-    except RuntimeError as exc:  # pytesseract's timeout
-        raise InvalidField("OCR took too long on this document", code="unreadable_document") from exc
+    return image_to_text(image, lang, timeout=_OCR_TIMEOUT_S)
