@@ -260,8 +260,8 @@ class SqliteIndex:
         matrix = self._matrix
         return await asyncio.to_thread(matrix.search, scope.kb_ids, doc_filter, query, limit)
 
-    async def similarities(self, db: AsyncSession, ids: Sequence[int], query: Vector) -> dict[int, float]:
-        await self._sync(db)
+    async def similarities(self, db: AsyncSession, ids: Sequence[int], query: Vector) -> dict[int, float]:  # noqa: ARG002
+        # No sync: the ids were ranked moments ago from a matrix that vector() brought up to date.
         return self._matrix.similarities(ids, query)
 
     async def _sync(self, db: AsyncSession) -> None:

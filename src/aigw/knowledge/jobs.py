@@ -33,7 +33,7 @@ from aigw.store.models import KbDocument
 log = logging.getLogger("aigw.knowledge.jobs")
 
 MAX_ATTEMPTS = 3
-EMBED_BATCH = 32
+EMBED_BATCH = 16  # a search waits for at most one batch of a document being ingested
 POLL_SECONDS = 2.0
 
 

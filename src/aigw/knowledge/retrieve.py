@@ -8,6 +8,7 @@ lists), so `score` is in [0, 1] and 1 means "best match by both measures". Every
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -46,22 +47,25 @@ class Retriever:
         """The `top_k` best chunks in `scope` for `query`, best first."""
         if not scope.kb_ids:
             return []
-        vector = None
-        if mode != "fulltext":
-            vector = (await self.embedder.embed([query], purpose="query"))[0]
-        candidates = max(CANDIDATES, top_k * 4)
+        # The query is embedded (on the model's thread) while the full-text side runs.
+        embedding = asyncio.ensure_future(self.embedder.embed([query], purpose="query")) if mode != "fulltext" else None
+        try:
+            candidates = max(CANDIDATES, top_k * 4)
+            by_text = []
+            if mode != "vector":
+                by_text = await self.index.fulltext(db, scope, query, candidates if mode == "hybrid" else top_k)
+            vector = (await embedding)[0] if embedding is not None else None
+        finally:
+            if embedding is not None and not embedding.done():
+                embedding.cancel()
         scores: dict[int, float]
-        if mode == "vector":
-            assert vector is not None
+        if vector is None:
+            best = by_text[0][1] if by_text else 1.0
+            scores = {chunk_id: rank / best for chunk_id, rank in by_text}
+        elif mode == "vector":
             ranked = await self.index.vector(db, scope, vector, top_k)
             scores = {chunk_id: max(0.0, min(1.0, sim)) for chunk_id, sim in ranked}
-        elif mode == "fulltext":
-            ranked = await self.index.fulltext(db, scope, query, top_k)
-            best = ranked[0][1] if ranked else 1.0
-            scores = {chunk_id: rank / best for chunk_id, rank in ranked}
         else:
-            assert vector is not None
-            by_text = await self.index.fulltext(db, scope, query, candidates)
             by_vector = await self.index.vector(db, scope, vector, candidates)
             scores = fuse([[c for c, _ in by_text], [c for c, _ in by_vector]])
         chosen = sorted(scores, key=lambda c: -scores[c])[:top_k]
