@@ -105,6 +105,25 @@ class KnowledgeIndex(Protocol):
     async def similarities(self, db: AsyncSession, ids: Sequence[int], query: Vector) -> dict[int, float]: ...
 
 
+def insert_params(
+    document_id: int, kb_id: int, chunks: Sequence[Chunk], embeddings: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """Insert parameters for `kb_chunks`, with each chunk's embedding already in the dialect's form."""
+    return [
+        {
+            "document_id": document_id,
+            "kb_id": kb_id,
+            "position": chunk.position,
+            "page": chunk.page,
+            "row": chunk.row,
+            "context": chunk.context,
+            "content": chunk.content,
+            "embedding": embedding,
+        }
+        for chunk, embedding in zip(chunks, embeddings, strict=True)
+    ]
+
+
 def build_index(dialect: str) -> KnowledgeIndex:
     return SqliteIndex() if dialect == "sqlite" else PostgresIndex()
 
@@ -201,19 +220,7 @@ class SqliteIndex:
     async def add(
         self, db: AsyncSession, document_id: int, kb_id: int, chunks: Sequence[Chunk], vectors: Vector
     ) -> None:
-        rows = [
-            {
-                "document_id": document_id,
-                "kb_id": kb_id,
-                "position": chunk.position,
-                "page": chunk.page,
-                "row": chunk.row,
-                "context": chunk.context,
-                "content": chunk.content,
-                "embedding": vector.astype(np.float32).tobytes(),
-            }
-            for chunk, vector in zip(chunks, vectors, strict=True)
-        ]
+        rows = insert_params(document_id, kb_id, chunks, [v.astype(np.float32).tobytes() for v in vectors])
         await db.execute(
             text(
                 "INSERT INTO kb_chunks (document_id, kb_id, position, page, row, context, content, embedding) "
@@ -347,19 +354,7 @@ class PostgresIndex:
     async def add(
         self, db: AsyncSession, document_id: int, kb_id: int, chunks: Sequence[Chunk], vectors: Vector
     ) -> None:
-        rows = [
-            {
-                "document_id": document_id,
-                "kb_id": kb_id,
-                "position": chunk.position,
-                "page": chunk.page,
-                "row": chunk.row,
-                "context": chunk.context,
-                "content": chunk.content,
-                "embedding": _pg_vector(vector),
-            }
-            for chunk, vector in zip(chunks, vectors, strict=True)
-        ]
+        rows = insert_params(document_id, kb_id, chunks, [_pg_vector(v) for v in vectors])
         await self._ensure_hnsw(db, vectors.shape[1])
         await db.execute(
             text(
