@@ -1,9 +1,11 @@
-"""Hybrid retrieval: full text and vector similarity, fused by reciprocal rank.
+"""Hybrid retrieval: full text and vector similarity, fused by a convex combination of their scores.
 
-Each side ranks its own candidates inside the scope; reciprocal-rank fusion (k=60) combines the two lists
-without having to calibrate BM25 against cosine. The fused score is divided by its maximum (first in both
-lists), so `score` is in [0, 1] and 1 means "best match by both measures". Every hit also carries its cosine
-`similarity` to the query, the absolute measure chat injection uses to decide what is relevant at all.
+Each side ranks its own top `CANDIDATES` inside the scope; each list's scores are min-max normalised for this
+query (best 1, last 0, absent 0) and combined as (1 - ALPHA) * text + ALPHA * vector. On the retrieval-quality
+benchmark (bench/kb_quality) this beat reciprocal-rank fusion clearly (see bench/README.md), because it keeps
+how much better the best match is, not only that it is first. `score` is therefore in [0, 1], 1 meaning best
+by both measures. Every hit also carries its cosine `similarity` to the query, the absolute measure chat
+injection uses to decide whether anything is relevant at all.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from aigw.engines.embed.base import EmbeddingEngine
 from aigw.knowledge.index import KnowledgeIndex, Scope
 
 Mode = Literal["hybrid", "fulltext", "vector"]
-RRF_K = 60
-CANDIDATES = 50
+CANDIDATES = 100
+ALPHA = 0.5  # weight of the vector side
 
 
 @dataclass
@@ -67,7 +69,7 @@ class Retriever:
             scores = {chunk_id: max(0.0, min(1.0, sim)) for chunk_id, sim in ranked}
         else:
             by_vector = await self.index.vector(db, scope, vector, candidates)
-            scores = fuse([[c for c, _ in by_text], [c for c, _ in by_vector]])
+            scores = fuse(by_text, by_vector)
         chosen = sorted(scores, key=lambda c: -scores[c])[:top_k]
         similarities = await self.index.similarities(db, chosen, vector) if vector is not None else {}
         rows = await chunk_rows(db, chosen)
@@ -93,14 +95,19 @@ class Retriever:
         return hits
 
 
-def fuse(rankings: Sequence[Sequence[int]]) -> dict[int, float]:
-    """Reciprocal-rank fusion of several rankings, normalised so that first everywhere scores 1."""
+def fuse(by_text: Sequence[tuple[int, float]], by_vector: Sequence[tuple[int, float]]) -> dict[int, float]:
+    """Convex combination of the two lists' min-max-normalised scores (see the module docstring)."""
     fused: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, chunk_id in enumerate(ranking):
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank + 1)
-    best = len(rankings) / (RRF_K + 1)
-    return {chunk_id: score / best for chunk_id, score in fused.items()}
+    for weight, ranked in ((1 - ALPHA, by_text), (ALPHA, by_vector)):
+        if not ranked:
+            continue
+        values = [score for _, score in ranked]
+        low, high = min(values), max(values)
+        span = high - low
+        for chunk_id, score in ranked:
+            normalised = (score - low) / span if span > 1e-12 else 1.0
+            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight * normalised
+    return fused
 
 
 async def chunk_rows(
