@@ -82,7 +82,7 @@ class Settings(BaseSettings):
         description='Embedding engine, JSON: {"engine": "local"|"ollama"|"openai", "model", "base_url", ...}',
     )
     kb_chunk_chars: int = Field(default=1000, ge=200, le=8000, description="Largest chunk, in characters")
-    kb_chunk_overlap: int = Field(default=150, ge=0, le=2000, description="Characters shared by adjacent chunks")
+    kb_chunk_overlap: int = Field(default=0, ge=0, le=2000, description="Characters shared by adjacent chunks")
     kb_fetch_allow: list[str] = Field(
         default_factory=list,
         description="Networks a URL may resolve to despite the SSRF rules (CIDRs, e.g. an intranet wiki)",
