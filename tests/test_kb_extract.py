@@ -591,3 +591,29 @@ def test_chunking_is_deterministic_and_fast_on_500_kb() -> None:
     assert all(len(chunk.content) <= 1000 for chunk in chunks)
     assert len(chunks) >= 500_000 // 1000
     assert chunk_document(doc, source="big.txt") == chunks
+
+
+def test_plain_text_headings_give_sections_their_path(tmp_path: Path) -> None:
+    manual = (
+        "FIND(1)        General Commands Manual        FIND(1)\n\n"
+        "NAME\n       find - search for files\n\n"
+        "EXAMPLES\n       Some examples follow.\n\n"
+        "   Searching files by age\n       Use -mtime to find files changed days ago.\n\n"
+        "EXIT STATUS\n       find exits with status 0 if all files are processed successfully.\n"
+    )
+    path = tmp_path / "find.txt"
+    path.write_text(manual)
+    sections = extract(path, "text").sections
+    by_heading = {s.heading: s.text for s in sections}
+    assert "Use -mtime" in by_heading["EXAMPLES > Searching files by age"]
+    assert "status 0" in by_heading["EXIT STATUS"]
+    chunks = chunk_document(extract(path, "text"), source="find.txt")
+    assert any(c.context.startswith("find.txt > EXAMPLES > Searching files by age") for c in chunks)
+
+    underlined = "Guide\n=====\n\nIntro text here.\n\nInstall\n-------\n\nRun the installer.\n"
+    path.write_text(underlined)
+    assert [s.heading for s in extract(path, "text").sections] == ["Guide", "Guide > Install"]
+
+    prose = "Dear team,\n\nthe kitchen is closed on Friday.\nPlease plan ahead.\n"
+    path.write_text(prose)
+    assert [s.heading for s in extract(path, "text").sections] == [None]

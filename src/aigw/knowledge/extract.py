@@ -84,6 +84,8 @@ _OCR_DPI = 300
 _MAX_RENDER_PIXELS = 40_000_000
 _OCR_TIMEOUT_S = 300
 _TITLE_MAX_CHARS = 100
+_HEADING_MAX_CHARS = 60
+_UNDERLINE = re.compile(r"([=\-~^*#+])\1+")
 
 # pdfium is not thread-safe, not even across documents, and callers extract in a thread pool.
 _PDFIUM_LOCK = threading.Lock()
@@ -318,7 +320,66 @@ def _csv_format(sample: str) -> _CsvFormat | None:
 def _extract_text(text: str) -> Extracted:
     first_line = text.split("\n", 1)[0].strip()
     title = first_line if 0 < len(first_line) <= _TITLE_MAX_CHARS else None
-    return Extracted("text", title, [Section(text)] if text else [])
+    if not text:
+        return Extracted("text", title, [])
+    return Extracted("text", title, _text_sections(text))
+
+
+def _text_sections(text: str) -> list[Section]:
+    """Sections of plain text by the headings plain text has: ALL-CAPS lines (manual pages, RFCs, READMEs),
+    their indented sub-headings, and underlined titles (reStructuredText, setext). Each chunk then carries its
+    heading path, which measurably helps both full-text and vector search (bench/kb_tuning.py)."""
+    lines = text.split("\n")
+    found: list[tuple[int, int, int, str]] = []  # (heading line, body start, level, title)
+    index = 0
+    while index < len(lines):
+        heading = _plain_heading(lines, index)
+        if heading is not None:
+            level, title, size = heading
+            found.append((index, index + size, level, title))
+            index += size
+        else:
+            index += 1
+    if len(found) < 2:
+        return [Section(text)]
+    sections: list[Section] = []
+    head = "\n".join(lines[: found[0][0]]).strip()
+    if head:
+        sections.append(Section(head))
+    path: list[tuple[int, str]] = []
+    for n, (_, body_start, level, title) in enumerate(found):
+        while path and path[-1][0] >= level:
+            path.pop()
+        path.append((level, title))
+        body_end = found[n + 1][0] if n + 1 < len(found) else len(lines)
+        body = "\n".join(lines[body_start:body_end]).strip()
+        if body:
+            sections.append(Section(body, heading=" > ".join(t for _, t in path)))
+    return sections
+
+
+def _plain_heading(lines: list[str], index: int) -> tuple[int, str, int] | None:
+    """(level, title, lines used) when `lines[index]` starts a heading: a short line after a blank one that is
+    underlined, written in capitals, or indented a little less than the text that follows it."""
+    line = lines[index]
+    title = line.strip()
+    if not title or len(title) > _HEADING_MAX_CHARS or (index > 0 and lines[index - 1].strip()):
+        return None
+    following = lines[index + 1] if index + 1 < len(lines) else ""
+    underline = following.strip()
+    if len(underline) >= 3 and _UNDERLINE.fullmatch(underline) and len(underline) >= 0.6 * len(title):
+        return (1 if underline[0] in "=#" else 2), title, 2
+    if title[-1] in ".,;:!?" or not following.strip():
+        return None
+    indent = len(line) - len(line.lstrip(" "))
+    body_indent = len(following) - len(following.lstrip(" "))
+    letters = [ch for ch in title if ch.isalpha()]
+    if len(letters) >= 3 and all(ch.isupper() for ch in letters) and indent <= 4:
+        return (1 if indent == 0 else 2), title, 1
+    # A manual page's sub-heading: "   Searching files by age" above text indented further.
+    if 1 <= indent <= 4 and body_indent > indent and len(title.split()) <= 8:
+        return 2, title, 1
+    return None
 
 
 def _markdown_sections(text: str) -> tuple[str | None, list[Section]]:
