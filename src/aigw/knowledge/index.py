@@ -36,6 +36,11 @@ _STOPWORDS = frozenset(
 _WORD = re.compile(r"\w+", re.UNICODE)
 # pgvector 0.6 has no iterative index scan: a scope this small is searched exactly instead of through HNSW.
 PG_EXACT_SCAN_LIMIT = 20_000
+# Full text on a large SQLite index skips words found in more than PRUNE_SHARE of its chunks (keeping at least
+# PRUNE_KEEP words): measured at 100k chunks, p50 50 -> 5 ms for the quality questions.
+PRUNE_MIN_CHUNKS = 50_000
+PRUNE_SHARE = 0.02
+PRUNE_KEEP = 2
 # Arbitrary constant naming aigw's index-creation lock among PostgreSQL advisory locks.
 _PG_INDEX_LOCK = 0x6B62696E
 
@@ -213,6 +218,8 @@ class SqliteIndex:
     def __init__(self) -> None:
         self._matrix = _Matrix()
         self._lock = asyncio.Lock()
+        self._frequencies: dict[str, int] = {}  # chunks per query word, while the table is unchanged
+        self._frequencies_at = (0, -1)
 
     async def prepare(self, db: AsyncSession, dimensions: int) -> None:  # noqa: ARG002 - nothing per dimension
         await self._sync(db)
@@ -240,7 +247,7 @@ class SqliteIndex:
         await db.execute(text("UPDATE kb_index_state SET generation = generation + 1 WHERE id = 1"))
 
     async def fulltext(self, db: AsyncSession, scope: Scope, query: str, limit: int) -> list[tuple[int, float]]:
-        terms = query_terms(query)
+        terms = await self._selective_terms(db, query_terms(query))
         if not terms:
             return []
         where, params = scope.sql()
@@ -255,6 +262,30 @@ class SqliteIndex:
         )
         # FTS5's bm25() is negative, better is lower.
         return [(int(chunk_id), -float(rank)) for chunk_id, rank in result.all()]
+
+    async def _selective_terms(self, db: AsyncSession, terms: list[str]) -> list[str]:
+        """Drop the words that are in a large share of a large index. BM25 gives them little weight anyway, but
+        FTS5 must score every chunk they match: at 100k chunks one such word made a query cost ~90 ms."""
+        if len(terms) <= PRUNE_KEEP:
+            return terms
+        await self._sync(db)  # the matrix knows how many chunks there are
+        chunks = self._matrix.size
+        if chunks < PRUNE_MIN_CHUNKS:
+            return terms
+        if self._frequencies_at != (self._matrix.last_id, self._matrix.generation):
+            self._frequencies.clear()
+            self._frequencies_at = (self._matrix.last_id, self._matrix.generation)
+        for term in terms:
+            if term not in self._frequencies:
+                count = await db.scalar(
+                    text("SELECT count(*) FROM kb_chunks_fts WHERE kb_chunks_fts MATCH :match"),
+                    {"match": _fts_match([term])},
+                )
+                self._frequencies[term] = int(count or 0)
+        kept = [term for term in terms if self._frequencies[term] <= PRUNE_SHARE * chunks]
+        if len(kept) < PRUNE_KEEP:
+            kept = sorted(terms, key=self._frequencies.__getitem__)[:PRUNE_KEEP]
+        return kept
 
     async def vector(self, db: AsyncSession, scope: Scope, query: Vector, limit: int) -> list[tuple[int, float]]:
         await self._sync(db)
