@@ -13,7 +13,9 @@ document tags to include or exclude.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -36,6 +38,9 @@ _STOPWORDS = frozenset(
 _WORD = re.compile(r"\w+", re.UNICODE)
 # pgvector 0.6 has no iterative index scan: a scope this small is searched exactly instead of through HNSW.
 PG_EXACT_SCAN_LIMIT = 20_000
+# PostgreSQL full text re-ranks this many ts_rank candidates by idf-weighted term ranks.
+PG_CANDIDATES = 200
+FREQUENCY_TTL_SECONDS = 60.0
 # Full text on a large SQLite index skips words found in more than PRUNE_SHARE of its chunks (keeping at least
 # PRUNE_KEEP words): measured at 100k chunks, p50 50 -> 5 ms for the quality questions.
 PRUNE_MIN_CHUNKS = 50_000
@@ -361,6 +366,7 @@ def _pg_vector(vector: Vector) -> str:
 class PostgresIndex:
     def __init__(self) -> None:
         self.dimensions = 0
+        self._frequency_cache: dict[tuple[Any, str], tuple[int, float]] = {}
 
     async def prepare(self, db: AsyncSession, dimensions: int) -> None:
         await self._ensure_hnsw(db, dimensions)
@@ -399,34 +405,62 @@ class PostgresIndex:
         pass  # the database indexes follow deletions themselves
 
     async def fulltext(self, db: AsyncSession, scope: Scope, query: str, limit: int) -> list[tuple[int, float]]:
-        """BM25-like ranking: PostgreSQL's ts_rank knows no inverse document frequency, so each term's rank is
-        weighted by its BM25 idf within the scope (counted over the matching rows in the same query); without
-        that, a word in every chunk ("day") outranks the one word that matters ("interns")."""
+        """BM25-like ranking in two steps. PostgreSQL's ts_rank knows no inverse document frequency: without it a
+        word in every chunk ("day") outranks the one word that matters ("interns"). So the best `PG_CANDIDATES`
+        matches by ts_rank over the query's selective words are re-ranked by the sum of each word's ts_rank
+        weighted by its BM25 idf in the scope. Words in most of a large scope are left out of the first step,
+        which would otherwise rank every chunk they match."""
         terms = query_terms(query)
         if not terms:
             return []
         where, params = scope.sql()
-        total = await self._chunks_in_scope(db, params["scope_kbs"])
+        total = max(await self._chunks_in_scope(db, params["scope_kbs"]), 1)
+        frequencies = await self._frequencies(db, scope, terms)
+        # Counts are remembered for a minute, so one can exceed a scope that shrank since: clamp, keeping idf > 0.
+        frequencies = {t: min(n, total) for t, n in frequencies.items()}
+        idf = {t: math.log(1 + (total - frequencies[t] + 0.5) / (frequencies[t] + 0.5)) for t in terms}
+        selective = [t for t in terms if frequencies[t] <= PRUNE_SHARE * total] if total >= PRUNE_MIN_CHUNKS else terms
+        if len(selective) < PRUNE_KEEP:
+            selective = sorted(terms, key=frequencies.__getitem__)[:PRUNE_KEEP]
         term_queries = ", ".join(f"to_tsquery('english', :t{i}) AS q{i}" for i in range(len(terms)))
-        counts = ", ".join(f"count(*) FILTER (WHERE m.tsv @@ q.q{i}) AS d{i}" for i in range(len(terms)))
-        rank = " + ".join(
-            f"ln(1 + (:n - df.d{i} + 0.5) / (df.d{i} + 0.5)) * ts_rank(m.tsv, q.q{i}, 1)" for i in range(len(terms))
-        )
+        rank = " + ".join(f"{idf[t]:.6f} * ts_rank(m.tsv, q.q{i}, 1)" for i, t in enumerate(terms))
         sql = (
-            f"WITH q AS (SELECT {term_queries}, to_tsquery('english', :everything) AS qa), "
-            f"m AS MATERIALIZED (SELECT c.id, c.tsv FROM kb_chunks c, q WHERE c.tsv @@ q.qa AND {where}), "
-            f"df AS (SELECT {counts} FROM m, q) "
-            f"SELECT m.id, {rank} AS rank FROM m, q, df ORDER BY rank DESC LIMIT :limit"
+            f"WITH q AS (SELECT {term_queries}, to_tsquery('english', :selective) AS qa), "
+            f"m AS MATERIALIZED (SELECT c.id, c.tsv FROM kb_chunks c, q WHERE c.tsv @@ q.qa AND {where} "
+            f"ORDER BY ts_rank(c.tsv, q.qa, 1) DESC LIMIT {PG_CANDIDATES}) "
+            f"SELECT m.id, {rank} AS rank FROM m, q ORDER BY rank DESC LIMIT :limit"
         )
         values = {
             **params,
             **{f"t{i}": term for i, term in enumerate(terms)},
-            "everything": " | ".join(terms),
-            "n": max(total, 1),
+            "selective": " | ".join(selective),
             "limit": limit,
         }
         result = await db.execute(_expanding(sql, params), values)
         return [(int(chunk_id), float(rank)) for chunk_id, rank in result.all() if rank > 0]
+
+    async def _frequencies(self, db: AsyncSession, scope: Scope, terms: list[str]) -> dict[str, int]:
+        """How many chunks of the scope each word is in (a GIN index count), remembered for a minute."""
+        now = time.monotonic()
+        key_scope = (tuple(sorted(scope.kb_ids)), tuple(scope.include_tags), tuple(scope.exclude_tags))
+        where, params = scope.sql()
+        found = {}
+        for term in terms:
+            cached = self._frequency_cache.get((key_scope, term))
+            if cached is not None and now - cached[1] < FREQUENCY_TTL_SECONDS:
+                found[term] = cached[0]
+                continue
+            count = await db.scalar(
+                _expanding(
+                    f"SELECT count(*) FROM kb_chunks c WHERE c.tsv @@ to_tsquery('english', :t) AND {where}", params
+                ),
+                {**params, "t": term},
+            )
+            found[term] = int(count or 0)
+            if len(self._frequency_cache) > 50_000:
+                self._frequency_cache.clear()
+            self._frequency_cache[(key_scope, term)] = (found[term], now)
+        return found
 
     async def _chunks_in_scope(self, db: AsyncSession, kb_ids: Sequence[int]) -> int:
         statement = _expanding(
