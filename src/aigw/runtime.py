@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
+import threadpoolctl
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
@@ -78,6 +79,9 @@ class Runtime:
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
+        # numpy's OpenBLAS threads spin while they wait and fought torch's threads for the cores: one BLAS
+        # thread took KB vector search from 42 to 23 ms p50 and 120 to 43 ms p95 (bench/kb_scale.py, 10k chunks).
+        threadpoolctl.threadpool_limits(limits=1, user_api="blas")
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         secret = settings.secret()
         db = create_engine(settings.resolved_database_url)
