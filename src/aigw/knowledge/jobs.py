@@ -70,13 +70,13 @@ class IngestionWorker:
     async def _run(self) -> None:
         wakeup = self.service.wakeup
         while True:
+            wakeup.clear()  # before claiming: an upload that lands meanwhile sets it again and is not missed
             try:
                 doc_id = await self.claim()
             except Exception:  # a database hiccup must not end the worker; the next round retries
                 log.exception("claiming an ingestion job failed")
                 doc_id = None
             if doc_id is None:
-                wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wakeup.wait(), POLL_SECONDS)
                 continue

@@ -8,6 +8,7 @@ for another user's KB or document is a 404, the same as asking for one that does
 from __future__ import annotations
 
 import asyncio
+import io
 import ipaddress
 import logging
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
+import orjson
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,8 +50,6 @@ def parse_tags(raw: str | None) -> list[str]:
         return []
     raw = raw.strip()
     if raw.startswith("["):
-        import orjson
-
         try:
             values = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -275,8 +275,6 @@ class KnowledgeService:
         return stored_name, size, head
 
     def _store_bytes(self, body: bytes) -> str:
-        import io
-
         return self._store_stream(io.BytesIO(body))[0]
 
     def _remove_files(self, stored_names: Sequence[str]) -> None:
