@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from aigw.engines.packaged import QWEN_CODER_05B, assemble
+from doubles.ollama import OllamaProtocolDouble
 
 AIGW = str(Path(sys.executable).parent / "aigw")
 ADMIN_EMAIL = "root@example.com"
@@ -304,11 +305,26 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> 
                 proc.wait()
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgres"])
-def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def gateway_on(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str, **env: str
+) -> Gateway:
+    """A gateway on the database the fixture is parametrised with: "sqlite" or "postgres" (a new database)."""
     database_url = None
     if request.param == "postgres":
         database_url = request.getfixturevalue("postgres").new_database()
-    gw = start_gateway(tmp_path_factory.mktemp(f"gw-{request.param}"), database_url=database_url)
+    return start_gateway(tmp_path_factory.mktemp(f"{name}-{request.param}"), database_url=database_url, **env)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    gw = gateway_on(request, tmp_path_factory, "gw")
     yield gw
     gw.stop()
+
+
+# A protocol double of an Ollama server, one per test module (its reply queues are per test).
+@pytest.fixture(scope="module")
+def ollama_double() -> Iterator[OllamaProtocolDouble]:
+    double = OllamaProtocolDouble().start()
+    yield double
+    double.stop()

@@ -16,13 +16,6 @@ GREEDY = {"temperature": 0, "seed": 1, "num_predict": 12}
 
 
 @pytest.fixture(scope="module")
-def ollama_double() -> Iterator[OllamaProtocolDouble]:
-    double = OllamaProtocolDouble().start()
-    yield double
-    double.stop()
-
-
-@pytest.fixture(scope="module")
 def backends_gateway(
     tmp_path_factory: pytest.TempPathFactory,
     models_dir: Path,

@@ -71,13 +71,6 @@ def done_of(events: list[ChatEvent]) -> ChatDone:
 # -- Ollama, against the protocol double -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def ollama_double() -> Iterator[OllamaProtocolDouble]:
-    double = OllamaProtocolDouble().start()
-    yield double
-    double.stop()
-
-
 @pytest.fixture
 async def ollama(ollama_double: OllamaProtocolDouble) -> AsyncIterator[OllamaChatEngine]:
     engine = OllamaChatEngine(name="ollama-test", base_url=ollama_double.url, model="qwen2.5-coder:0.5b")

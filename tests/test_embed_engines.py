@@ -295,13 +295,6 @@ def test_an_incomplete_or_unknown_embedding_config_is_refused(fields: dict[str, 
 
 
 @pytest.fixture(scope="module")
-def ollama_double() -> Iterator[OllamaProtocolDouble]:
-    double = OllamaProtocolDouble().start()
-    yield double
-    double.stop()
-
-
-@pytest.fixture(scope="module")
 def openai_double() -> Iterator[OpenAIEmbeddingsDouble]:
     double = OpenAIEmbeddingsDouble().start()
     yield double

@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 import conftest
-from conftest import MAX_BODY, Gateway, start_gateway
+from conftest import MAX_BODY, Gateway, gateway_on
 from doubles.ollama import ServerThread
 from kb_files import FACTS, document, html_document
 
@@ -76,14 +76,7 @@ def site() -> Iterator[ServerThread]:
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def kb_gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """A gateway that may fetch from 127.0.0.1 (the explicit test setting) for the URL-ingestion tests."""
-    database_url = None
-    if request.param == "postgres":
-        database_url = request.getfixturevalue("postgres").new_database()
-    gw = start_gateway(
-        tmp_path_factory.mktemp(f"gw-kb-{request.param}"),
-        database_url=database_url,
-        AIGW_KB_FETCH_ALLOW='["127.0.0.1/32"]',
-    )
+    gw = gateway_on(request, tmp_path_factory, "gw-kb", AIGW_KB_FETCH_ALLOW='["127.0.0.1/32"]')
     yield gw
     gw.stop()
 
