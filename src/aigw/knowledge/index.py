@@ -462,6 +462,11 @@ class PostgresIndex:
             self._frequency_cache[(key_scope, term)] = (found[term], now)
         return found
 
+    async def _table_rows(self, db: AsyncSession) -> float:
+        """The planner's estimate of the chunk count (kept by ANALYZE and autovacuum); unknown is infinite."""
+        rows = await db.scalar(text("SELECT reltuples FROM pg_class WHERE relname = 'kb_chunks'"))
+        return float(rows) if rows is not None and rows > 0 else math.inf
+
     async def _chunks_in_scope(self, db: AsyncSession, kb_ids: Sequence[int]) -> int:
         statement = _expanding(
             "SELECT coalesce(sum(chunk_count), 0) FROM kb_documents WHERE kb_id IN :scope_kbs AND status = 'ready'",
@@ -475,7 +480,9 @@ class PostgresIndex:
         in_scope = await self._chunks_in_scope(db, params["scope_kbs"])
         distance = f"(c.embedding::vector({dims})) <=> CAST(:query AS vector({dims}))"
         values = {**params, "query": _pg_vector(query), "limit": limit}
-        if in_scope <= PG_EXACT_SCAN_LIMIT:
+        # A scope that is most of the table loses little to HNSW's filter-after; a small share of a big table
+        # would come back short, so it is scanned exactly (an unknown table size counts as big).
+        if in_scope <= PG_EXACT_SCAN_LIMIT and in_scope * 2 < await self._table_rows(db):
             # MATERIALIZED keeps the planner from walking HNSW first and filtering after.
             sql = (
                 f"WITH c AS MATERIALIZED (SELECT c.id, c.embedding FROM kb_chunks c WHERE {where} "
@@ -483,7 +490,7 @@ class PostgresIndex:
                 f"SELECT c.id, 1 - ({distance}) AS sim FROM c ORDER BY {distance} LIMIT :limit"
             )
         else:
-            await db.execute(text(f"SET LOCAL hnsw.ef_search = {max(100, min(1000, limit * 4))}"))
+            await db.execute(text(f"SET LOCAL hnsw.ef_search = {max(100, min(1000, limit * 2))}"))
             sql = (
                 f"SELECT c.id, 1 - ({distance}) AS sim FROM kb_chunks c WHERE {where} "
                 f"AND vector_dims(c.embedding) = {dims} ORDER BY {distance} LIMIT :limit"
