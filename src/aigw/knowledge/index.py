@@ -462,27 +462,30 @@ class PostgresIndex:
             self._frequency_cache[(key_scope, term)] = (found[term], now)
         return found
 
-    async def _table_rows(self, db: AsyncSession) -> float:
-        """The planner's estimate of the chunk count (kept by ANALYZE and autovacuum); unknown is infinite."""
-        rows = await db.scalar(text("SELECT reltuples FROM pg_class WHERE relname = 'kb_chunks'"))
-        return float(rows) if rows is not None and rows > 0 else math.inf
-
     async def _chunks_in_scope(self, db: AsyncSession, kb_ids: Sequence[int]) -> int:
+        return (await self._sizes(db, kb_ids))[0]
+
+    async def _sizes(self, db: AsyncSession, kb_ids: Sequence[int]) -> tuple[int, float]:
+        """Chunks in the scope, and the planner's estimate of all chunks (kept by ANALYZE and autovacuum;
+        unknown is infinite), in one round trip."""
         statement = _expanding(
-            "SELECT coalesce(sum(chunk_count), 0) FROM kb_documents WHERE kb_id IN :scope_kbs AND status = 'ready'",
+            "SELECT (SELECT coalesce(sum(chunk_count), 0) FROM kb_documents "
+            "WHERE kb_id IN :scope_kbs AND status = 'ready'), "
+            "(SELECT reltuples FROM pg_class WHERE relname = 'kb_chunks')",
             {"scope_kbs": kb_ids},
         )
-        return int((await db.execute(statement, {"scope_kbs": list(kb_ids)})).scalar_one())
+        in_scope, rows = (await db.execute(statement, {"scope_kbs": list(kb_ids)})).one()
+        return int(in_scope), float(rows) if rows is not None and rows > 0 else math.inf
 
     async def vector(self, db: AsyncSession, scope: Scope, query: Vector, limit: int) -> list[tuple[int, float]]:
         dims = query.shape[0]
         where, params = scope.sql()
-        in_scope = await self._chunks_in_scope(db, params["scope_kbs"])
+        in_scope, table_rows = await self._sizes(db, params["scope_kbs"])
         distance = f"(c.embedding::vector({dims})) <=> CAST(:query AS vector({dims}))"
         values = {**params, "query": _pg_vector(query), "limit": limit}
         # A scope that is most of the table loses little to HNSW's filter-after; a small share of a big table
         # would come back short, so it is scanned exactly (an unknown table size counts as big).
-        if in_scope <= PG_EXACT_SCAN_LIMIT and in_scope * 2 < await self._table_rows(db):
+        if in_scope <= PG_EXACT_SCAN_LIMIT and in_scope * 2 < table_rows:
             # MATERIALIZED keeps the planner from walking HNSW first and filtering after.
             sql = (
                 f"WITH c AS MATERIALIZED (SELECT c.id, c.embedding FROM kb_chunks c WHERE {where} "
