@@ -7,6 +7,7 @@ SQLite and once on PostgreSQL (pgserver's PostgreSQL 16, or AIGW_TEST_POSTGRES_U
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -31,6 +32,9 @@ AIGW = str(Path(sys.executable).parent / "aigw")
 ADMIN_EMAIL = "root@example.com"
 ADMIN_PASSWORD = "root-password-1"
 MAX_BODY = 1024 * 1024
+# Every worker loads its models at start (when preloading is on); on two busy cores that can take minutes.
+STARTUP_SECONDS = 300
+WORKER_READY = "worker ready"  # aigw.app.WORKER_READY, logged once by each worker process with its pid
 
 
 def free_port() -> int:
@@ -99,6 +103,10 @@ class Gateway:
     def log(self) -> str:
         return (self.data_dir / "server.log").read_text(errors="replace")
 
+    def worker_pids(self) -> set[int]:
+        """The pids of the worker processes that have logged that they are ready and are still running."""
+        return {pid for pid in ready_pids(self.log()) if _running(pid)}
+
     def stop(self) -> None:
         for client in self._clients:
             client.close()
@@ -109,6 +117,30 @@ class Gateway:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+def ready_pids(log: str) -> set[int]:
+    pids = set()
+    for line in log.splitlines():
+        if WORKER_READY not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("msg") == WORKER_READY:
+            pids.add(int(entry["pid"]))
+    return pids
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def gateway_env(
@@ -149,19 +181,7 @@ def start_gateway(data_dir: Path, *, workers: int = 1, **env_args: Any) -> Gatew
     )
     log.close()
     gateway = Gateway(url=f"http://127.0.0.1:{port}", data_dir=data_dir, env=env, proc=proc)
-    deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"aigw exited with {proc.returncode}:\n{gateway.log()}")
-        try:
-            if httpx.get(f"{gateway.url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            gateway.stop()
-            raise RuntimeError(f"aigw did not start:\n{gateway.log()}")
-        time.sleep(0.1)
+    wait_until_serving(gateway, workers)
     with httpx.Client(base_url=gateway.url) as client:
         resp = client.post("/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
         assert resp.status_code == 200, resp.text
@@ -169,9 +189,34 @@ def start_gateway(data_dir: Path, *, workers: int = 1, **env_args: Any) -> Gatew
         resp = client.post("/api/keys", json={"name": "tests"}, headers=origin)
         assert resp.status_code == 201, resp.text
         gateway.admin_key = resp.json()["key"]
-        admin_id = client.get("/auth/me").json()["id"]
-        client.put(f"/api/admin/users/{admin_id}", json={"rate_limit": 1_000_000}, headers=origin)
+        me = client.get("/auth/me")
+        assert me.status_code == 200, me.text
+        resp = client.put(f"/api/admin/users/{me.json()['id']}", json={"rate_limit": 1_000_000}, headers=origin)
+        assert resp.status_code == 200, resp.text
     return gateway
+
+
+def wait_until_serving(gateway: Gateway, workers: int) -> None:
+    """Wait until every worker process has logged that it is ready (models loaded if preloaded) and the
+    port answers; one worker answering /health says nothing about the others, which may still be loading."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while True:
+        if gateway.proc.poll() is not None:
+            raise RuntimeError(f"aigw exited with {gateway.proc.returncode}:\n{gateway.log()}")
+        ready = gateway.worker_pids()
+        if len(ready) >= workers:
+            try:
+                if httpx.get(f"{gateway.url}/health", timeout=5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+        if time.monotonic() > deadline:
+            gateway.stop()
+            raise RuntimeError(
+                f"aigw did not get {workers} worker(s) ready within {STARTUP_SECONDS} s "
+                f"(ready: {sorted(ready) or 'none'}):\n{gateway.log()}"
+            )
+        time.sleep(0.1)
 
 
 class Postgres:
@@ -226,20 +271,27 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail("redis-server is not installed: run `make test`, which installs it")
     port = free_port()
     workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log_path = workdir / "redis.log"
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([*command, "--dir", str(workdir)], stdout=log, stderr=subprocess.STDOUT)
     import redis
 
-    client = redis.Redis(port=port)
+    client = redis.Redis(port=port, socket_connect_timeout=5, socket_timeout=5)
     try:
-        for _ in range(100):
+        deadline = time.monotonic() + 60
+        while True:
             try:
                 client.ping()
                 break
-            except redis.ConnectionError:
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if proc.poll() is not None:
+                    pytest.fail(f"redis-server exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}")
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"redis-server on port {port} did not answer PING within 60 s ({exc}):\n"
+                        + log_path.read_text(errors="replace")
+                    )
                 time.sleep(0.05)
         yield f"redis://127.0.0.1:{port}/0"
     finally:

@@ -44,7 +44,7 @@ def test_raised_limit_applies_on_the_next_request(gateway: Gateway) -> None:
     user = gateway.new_user(rate_limit=2)
     client = gateway.client(user.key)
     assert [client.get("/auth/me").status_code for _ in range(3)] == [200, 200, 429]
-    gateway.admin().put(f"/api/admin/users/{user.id}", json={"rate_limit": 100})
+    assert gateway.admin().put(f"/api/admin/users/{user.id}", json={"rate_limit": 100}).status_code == 200
     assert client.get("/auth/me").status_code == 200
 
 
@@ -76,13 +76,9 @@ def fresh_connection_statuses(url: str, key: str, n: int) -> list[int]:
         return list(pool.map(one, range(n)))
 
 
-def worker_pids(gateway: Gateway) -> set[str]:
-    return {line.split("[")[1].split("]")[0] for line in gateway.log().splitlines() if "Started server process" in line}
-
-
 def test_with_redis_the_limit_holds_across_two_workers(two_workers_with_redis: Gateway) -> None:
     gw = two_workers_with_redis
-    assert len(worker_pids(gw)) == 2
+    assert len(gw.worker_pids()) == 2, gw.log()  # start_gateway waited for both
     user = gw.new_user(rate_limit=60)
     statuses = fresh_connection_statuses(gw.url, user.key, 90)
     assert statuses.count(200) == 60
@@ -94,16 +90,16 @@ def test_with_redis_deactivation_reaches_every_worker(two_workers_with_redis: Ga
     gw = two_workers_with_redis
     user = gw.new_user()
     assert set(fresh_connection_statuses(gw.url, user.key, 20)) == {200}
-    gw.admin().delete(f"/api/admin/users/{user.id}")
+    assert gw.admin().delete(f"/api/admin/users/{user.id}").status_code == 200
     assert set(fresh_connection_statuses(gw.url, user.key, 20)) == {401}
 
 
 def test_without_redis_deactivation_reaches_every_worker(two_workers_sqlite: Gateway) -> None:
     gw = two_workers_sqlite
-    assert len(worker_pids(gw)) == 2
+    assert len(gw.worker_pids()) == 2, gw.log()  # start_gateway waited for both
     user = gw.new_user()
     assert set(fresh_connection_statuses(gw.url, user.key, 20)) == {200}  # both workers have it cached
-    gw.admin().delete(f"/api/admin/users/{user.id}")
+    assert gw.admin().delete(f"/api/admin/users/{user.id}").status_code == 200
     assert set(fresh_connection_statuses(gw.url, user.key, 20)) == {401}
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +20,19 @@ from aigw.logs import configure_logging
 from aigw.runtime import Runtime
 from aigw.settings import Settings, get_settings
 
+log = logging.getLogger("aigw.app")
+
+WORKER_READY = "worker ready"
+
+
+async def announce_ready(runtime: Runtime) -> None:
+    """Log that this worker process serves, once its models are loaded when they are preloaded.
+
+    Every worker logs this line with its pid, so a supervisor (or a test) can wait for all of them.
+    """
+    await runtime.engines.warmed()
+    log.info(WORKER_READY, extra={"pid": os.getpid(), "preloaded": runtime.settings.preload_models})
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
@@ -27,9 +44,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await runtime.start_workers()
         if settings.preload_models:
             runtime.engines.warm_in_background()
+        ready = asyncio.create_task(announce_ready(runtime), name="announce-ready")
         try:
             yield {"runtime": runtime}
         finally:
+            ready.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ready
             await runtime.close()
 
     app = FastAPI(

@@ -72,6 +72,10 @@ class EngineRegistry:
                 self._warming.add(task)
                 task.add_done_callback(self._warmed)
 
+    async def warmed(self) -> None:
+        """Wait until every load started by `warm_in_background` has finished, loaded or failed."""
+        await asyncio.gather(*self._warming, return_exceptions=True)
+
     def _warmed(self, task: asyncio.Task[None]) -> None:
         self._warming.discard(task)
         if not task.cancelled() and task.exception() is not None:
