@@ -18,6 +18,7 @@ from aigw.auth.revocation import FileEpoch, RedisEpoch, RevocationEpoch
 from aigw.auth.usage import UsageRecorder
 from aigw.auth.users import ensure_admin
 from aigw.chat.service import ChatService
+from aigw.embeddings.service import EmbeddingService
 from aigw.engines.base import EngineRegistry
 from aigw.engines.embed import build_embedding_engine
 from aigw.engines.embed.base import EmbeddingEngine
@@ -74,6 +75,7 @@ class Runtime:
     engines: EngineRegistry
     chat: ChatService
     embedder: EmbeddingEngine
+    embeddings: EmbeddingService
     knowledge: KnowledgeService
     ingestion: IngestionWorker | None = None
 
@@ -121,6 +123,7 @@ class Runtime:
             engines=engines,
             chat=chat,
             embedder=embedder,
+            embeddings=EmbeddingService.from_settings(settings.embedding, embedder),
             knowledge=knowledge,
         )
 

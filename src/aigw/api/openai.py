@@ -1,7 +1,9 @@
-"""The OpenAI-compatible surface: GET /v1/models and POST /v1/chat/completions, on the same keys and limits."""
+"""The OpenAI-compatible surface: GET /v1/models, POST /v1/chat/completions and POST /v1/embeddings, on the same keys
+and limits."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import time
@@ -11,13 +13,22 @@ from typing import Any, Literal
 
 import orjson
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 from starlette.responses import Response, StreamingResponse
 
 from aigw.api.chat import SSE_HEADERS, open_stream
 from aigw.api.sse import coalesced
 from aigw.chat.service import ChatSession
 from aigw.deps import CurrentPrincipal, RuntimeDep
+from aigw.embeddings.service import Embeddings
 from aigw.engines.llm.base import (
     ChatDone,
     ChatEvent,
@@ -160,12 +171,55 @@ def _usage(session: ChatSession) -> dict[str, Any]:
     }
 
 
-@router.get("/models", summary="The chat models this gateway serves")
+@router.get("/models", summary="The chat and embedding models this gateway serves")
 async def list_models(_: CurrentPrincipal, runtime: RuntimeDep) -> dict[str, Any]:
+    names = [*runtime.chat.models, *(n for n in runtime.embeddings.models if n not in runtime.chat.models)]
     return {
         "object": "list",
-        "data": [{"id": name, "object": "model", "created": 0, "owned_by": "aigw"} for name in runtime.chat.models],
+        "data": [{"id": name, "object": "model", "created": 0, "owned_by": "aigw"} for name in names],
     }
+
+
+class EmbeddingsBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # e.g. `user`, as for chat completions
+    model: str
+    input: str | list[str] | list[StrictInt] | list[list[StrictInt]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+
+    @field_validator("input", mode="wrap")
+    @classmethod
+    def _one_of_the_input_shapes(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:  # the union's four error lists say less than one sentence
+            raise ValueError(
+                "must be a string, a list of strings, a list of token ids or a list of lists of token ids"
+            ) from None
+
+
+def _embedding_payload(result: Embeddings, encoding: Literal["float", "base64"]) -> dict[str, Any]:
+    rows = result.vectors.astype("<f4", copy=False)
+    data: list[dict[str, Any]] = [
+        # OpenAI's base64 is the vector's little-endian float32 bytes; a float list is serialised by orjson.
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": base64.b64encode(row.tobytes()).decode() if encoding == "base64" else row,
+        }
+        for i, row in enumerate(rows)
+    ]
+    usage = {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}
+    return {"object": "list", "data": data, "model": result.model, "usage": usage}
+
+
+@router.post("/embeddings", summary="OpenAI-compatible embeddings (float or base64, usage)")
+async def embeddings(body: EmbeddingsBody, request: Request, _: CurrentPrincipal, runtime: RuntimeDep) -> Response:
+    result = await runtime.embeddings.embed(body.model, body.input, dimensions=body.dimensions)
+    meter = request.state.usage
+    meter.prompt_tokens, meter.completion_tokens = result.prompt_tokens, 0
+    payload = _embedding_payload(result, body.encoding_format)
+    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
 @router.post("/chat/completions", summary="OpenAI-compatible chat completions (stream or not, tools, usage)")

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aigw.engines.embed.base import EmbeddingConfig, EmbeddingEngine, Purpose, Vectors
+from aigw.engines.embed.base import EmbeddingConfig, EmbeddingEngine, Purpose, TokenizingEmbeddingEngine, Vectors
 
-__all__ = ["EmbeddingConfig", "EmbeddingEngine", "Purpose", "Vectors", "build_embedding_engine"]
+__all__ = [
+    "EmbeddingConfig",
+    "EmbeddingEngine",
+    "Purpose",
+    "TokenizingEmbeddingEngine",
+    "Vectors",
+    "build_embedding_engine",
+]
 
 
 def build_embedding_engine(config: EmbeddingConfig) -> EmbeddingEngine:

@@ -47,6 +47,23 @@ class EmbeddingEngine(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
+class TokenizingEmbeddingEngine(EmbeddingEngine, Protocol):
+    """An embedding engine whose tokenizer callers can use (the embedded model): an optional capability."""
+
+    async def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """How many tokens the model reads of each text: its special tokens included, cut at its length limit."""
+        ...
+
+    async def detokenize(self, arrays: Sequence[Sequence[int]]) -> list[str]:
+        """The text of each array of token ids of the model's own vocabulary (special tokens dropped).
+
+        Raises:
+            InvalidField: an id outside the vocabulary (code "invalid_token_id").
+        """
+        ...
+
+
 class EmbeddingConfig(BaseModel):
     """Which engine turns text into vectors for knowledge bases."""
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import importlib.util
 import logging
 import os
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from aigw.engines.embed.base import Purpose, Vectors, empty, text_list, unit_rows
-from aigw.errors import EngineBusy, EngineUnavailable
+from aigw.errors import EngineBusy, EngineUnavailable, InvalidField
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -105,6 +106,7 @@ class SentenceTransformerEngine:
         self._threads = threads
         self._max_queue = max_queue
         self._model: SentenceTransformer | None = None
+        self._tokenizer: _ModelTokenizer | None = None
         self._torch: Any = None
         # (priority, sequence, job): a query before documents; among equals, first come first served.
         self._queue: queue.PriorityQueue[tuple[int, int, _Job | None]] = queue.PriorityQueue()
@@ -136,6 +138,19 @@ class SentenceTransformerEngine:
             return empty(self.dimensions)
         return await self._run(batch, purpose, counted=True)
 
+    async def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        batch = text_list(texts)
+        if not batch:
+            return []
+        tokenizer = await self._loaded_tokenizer()
+        return await asyncio.to_thread(tokenizer.count, batch)
+
+    async def detokenize(self, arrays: Sequence[Sequence[int]]) -> list[str]:
+        if not arrays:
+            return []
+        tokenizer = await self._loaded_tokenizer()
+        return await asyncio.to_thread(tokenizer.decode, [list(ids) for ids in arrays])
+
     async def close(self) -> None:
         with self._lock:
             if not self._closed and self._worker is not None:
@@ -148,6 +163,12 @@ class SentenceTransformerEngine:
             await asyncio.to_thread(worker.join, 30)
 
     # ---- event loop side ----
+
+    async def _loaded_tokenizer(self) -> _ModelTokenizer:
+        if self._tokenizer is None:
+            await self.warm()  # loading the model makes the tokenizer's copy, on the worker thread
+        assert self._tokenizer is not None
+        return self._tokenizer
 
     async def _run(self, texts: list[str], purpose: Purpose | Literal["warm"], *, counted: bool) -> Vectors:
         loop = asyncio.get_running_loop()
@@ -270,6 +291,9 @@ class SentenceTransformerEngine:
             torch.set_num_threads(self._threads)
         model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         self.dimensions = model.get_embedding_dimension()
+        # Copied here, before the worker encodes anything: the Rust tokenizer is not to be used by two
+        # threads at once, and callers count tokens on other threads while this one encodes.
+        self._tokenizer = _ModelTokenizer(copy.deepcopy(model.tokenizer), model.max_seq_length)
         self._torch = torch
         self._model = model
         log.info(
@@ -293,6 +317,34 @@ class SentenceTransformerEngine:
                 return
             if job is not None:
                 job.deliver(closed)
+
+
+class _ModelTokenizer:
+    """A private copy of the model's tokenizer, for counting and decoding beside the encoding thread."""
+
+    def __init__(self, tokenizer: Any, max_length: int | None) -> None:
+        self._tokenizer = tokenizer
+        self._max_length = max_length
+        self._vocabulary = len(tokenizer)
+        self._lock = threading.Lock()
+
+    def count(self, texts: list[str]) -> list[int]:
+        # Truncated as sentence-transformers truncates when it encodes: the tokens the model really reads.
+        with self._lock:
+            ids = self._tokenizer(texts, truncation=True, max_length=self._max_length)["input_ids"]
+        return [len(row) for row in ids]
+
+    def decode(self, arrays: list[list[int]]) -> list[str]:
+        for ids in arrays:
+            bad = next((i for i in ids if not 0 <= i < self._vocabulary), None)
+            if bad is not None:
+                raise InvalidField(
+                    f"Token id {bad} is outside the model's vocabulary (0..{self._vocabulary - 1}); token arrays "
+                    "are read with the embedding model's own tokenizer",
+                    code="invalid_token_id",
+                )
+        with self._lock:
+            return [self._tokenizer.decode(ids, skip_special_tokens=True) for ids in arrays]
 
 
 def _auto_dtype() -> Literal["float32", "bfloat16"]:

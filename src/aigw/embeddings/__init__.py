@@ -1,0 +1,1 @@
+"""The embeddings capability: text in, vectors out, on the configured embedding engine."""
