@@ -134,7 +134,7 @@ def test_openai_backend_proxies_a_real_llama_cpp_server(backends_gateway: Gatewa
 
 def test_models_are_listed_for_openai_clients(backends_gateway: Gateway) -> None:
     listed = backends_gateway.client(backends_gateway.new_user().key).get("/v1/models").json()
-    assert [m["id"] for m in listed["data"]] == ["chain", "proxied", "dead-then-local", "dead"]
+    assert [m["id"] for m in listed["data"]] == ["chain", "proxied", "dead-then-local", "dead", "all-minilm-l6-v2"]
 
 
 def test_non_streaming_client_gets_the_upstreams_usage(backends_gateway: Gateway) -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from aigw.engines.llm.base import Tool, ToolFunction
-from aigw.engines.llm.toolcalls import InvalidToolCall, ToolCallScanner, call_grammar_schema, parse_call
+from aigw.engines.llm.toolcalls import (
+    InvalidToolCall,
+    Opening,
+    ToolCallScanner,
+    arguments_schema,
+    parse_call,
+    read_opening,
+)
 
 WEATHER = Tool(
     function=ToolFunction(
@@ -39,21 +46,58 @@ def test_a_partial_tag_is_held_back_not_shown() -> None:
     assert scanner.feed("t and more") == "<tool_cat and more"
 
 
-def test_bare_json_call_is_held_whole_and_read_as_calls() -> None:
-    shown, bodies = scan(
-        [
-            '{"name": "get_weather",',
-            ' "arguments": {"city": "Oslo"}}\n{"name": "get_weather", ',
-            '"arguments": {"city": "Rome"}}',
-        ]
-    )
-    assert shown == "" and len(bodies) == 2
-    assert [parse_call(b, [WEATHER]).arguments["city"] for b in bodies] == ["Oslo", "Rome"]
+@pytest.mark.parametrize(
+    "reply",
+    [
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+        '{"name": "get_weather", "arguments": {"city": "Paris"}}',
+        '```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```',
+        '```\n{ "name" : "get_weather", "parameters": {"city": "Paris"}}\n```',
+        '  \n{"name": "get_weather"',
+    ],
+)
+def test_every_form_of_call_is_read_as_a_call_of_the_tool(reply: str) -> None:
+    assert read_opening(reply, [WEATHER]) == (Opening.CALL, "get_weather")
 
 
-def test_text_that_only_starts_with_a_brace_stays_text() -> None:
-    assert scan(["{not json at all"]) == ("{not json at all", [])
-    assert scan(['{"a": 1}']) == ('{"a": 1}', [])  # JSON, but not a call
+@pytest.mark.parametrize(
+    "reply",
+    ["<tool_call>\n{", '{"name": "get_wea', "```js", '```json\n{"na', "<tool_", "   ", '{"name": "hello"'],
+)
+def test_an_opening_that_could_still_be_a_call_waits_for_more(reply: str) -> None:
+    assert read_opening(reply, [WEATHER]) == (Opening.PENDING, None)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Hello! How can I help?",
+        '{"name": "Ada", "age": 36}',  # JSON data, not a call
+        '{"city": "Paris"}',
+        "```python\nprint('hi')\n```",
+        "`x` is a variable",
+        "<b>bold</b>",
+    ],
+)
+def test_answers_that_merely_contain_json_or_code_are_text(reply: str) -> None:
+    assert read_opening(reply, [WEATHER])[0] is Opening.TEXT
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        '<tool_call>\n{"name": "hello", "arguments": {}}',
+        '{"name": "hello", "arguments": {}}',
+        '```json\n{"name": "greet", "parameters": {"to": "you"}}',
+        "<tool_call>\nI will check",
+    ],
+)
+def test_a_call_of_a_tool_not_offered_is_recognised_as_invented(reply: str) -> None:
+    assert read_opening(reply, [WEATHER])[0] is Opening.INVENTED
+
+
+def test_an_opening_that_never_decides_becomes_text() -> None:
+    assert read_opening("{" + " " * 200, [WEATHER])[0] is Opening.TEXT
 
 
 @pytest.mark.parametrize(
@@ -78,8 +122,6 @@ def test_arguments_given_as_a_json_string_are_accepted() -> None:
     }
 
 
-def test_grammar_schema_names_each_tool() -> None:
-    other = Tool(function=ToolFunction(name="get_time"))
-    schema = call_grammar_schema([WEATHER, other])
-    assert [v["properties"]["name"]["const"] for v in schema["oneOf"]] == ["get_weather", "get_time"]
-    assert call_grammar_schema([WEATHER])["properties"]["arguments"] == WEATHER.function.parameters
+def test_arguments_are_generated_under_the_tools_object_schema() -> None:
+    assert arguments_schema(WEATHER) == WEATHER.function.parameters
+    assert arguments_schema(Tool(function=ToolFunction(name="now", parameters={})))["type"] == "object"

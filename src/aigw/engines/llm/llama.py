@@ -6,9 +6,12 @@ loop token by token; closing the stream (the client left) stops it at the next t
 keeps the evaluated tokens of the previous request and re-evaluates only what differs, so the next
 turn of the same conversation does not re-read its history.
 
-Tool calls: the model is prompted with the tools through its own chat template. A call it emits
-(`<tool_call>{...}</tool_call>` or a bare JSON object) is parsed and validated against the tool's
-schema; an invalid one is generated again once, constrained by a grammar built from the schemas.
+Tool calls: the model is prompted with the tools through its own chat template. The opening of its
+reply is decoded greedily until it shows whether it is a call (`<tool_call>`, bare or fenced JSON) and of
+which offered tool; the arguments are then generated under a grammar built from that tool's schema, so
+a call always parses and validates. An answer keeps its opening and is sampled as asked; a call of a tool
+the request did not offer means none fits, and the reply is generated again without the tools.
+Generation stops at every end-of-turn token, and control tokens are never rendered as text.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -34,11 +37,22 @@ from aigw.engines.llm.base import (
     ChatOptions,
     ChatRequest,
     EngineRejected,
+    FunctionCall,
     TextDelta,
+    Tool,
     ToolCall,
     ToolCalls,
 )
-from aigw.engines.llm.toolcalls import InvalidToolCall, ToolCallScanner, call_grammar_schema, parse_call
+from aigw.engines.llm.toolcalls import (
+    CLOSE,
+    OPEN,
+    InvalidToolCall,
+    Opening,
+    ToolCallScanner,
+    arguments_schema,
+    parse_call,
+    read_opening,
+)
 from aigw.engines.packaged import QWEN_CODER_05B, assemble
 from aigw.errors import EngineBusy, EngineUnavailable
 
@@ -46,7 +60,12 @@ log = logging.getLogger("aigw.engines.llama")
 
 # Ollama's defaults, so a request without options behaves as it would there.
 DEFAULTS = {"temperature": 0.8, "top_p": 0.9, "top_k": 40, "min_p": 0.0, "repeat_penalty": 1.1}
-_RETRY_TOKENS = 384
+_GREEDY = ChatOptions(temperature=0.0)
+_OPENING_TOKENS = 48  # a call's name is known well within this; an answer's opening is kept, not wasted
+_ARGUMENT_TOKENS = 512
+_MAX_CALLS = 8
+_GRAMMAR_CACHE = 64
+FinishReason = Literal["stop", "length", "tool_calls"]
 _SECONDS_PER_QUEUED_REQUEST = 5
 
 
@@ -86,6 +105,7 @@ class LlamaChatEngine:
         self._llm: Any = None
         self._template: Any = None
         self._stop_tokens: set[int] = set()
+        self._grammars: dict[str, Any] = {}
         self._in_flight = 0
 
     async def ready(self) -> bool:
@@ -149,7 +169,7 @@ class LlamaChatEngine:
                     raise EngineUnavailable(f"{path.name} has no chat template")
                 env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
                 self._template = env.from_string(template)
-                self._stop_tokens = {llm.token_eos(), *llm.tokenize(b"<|im_end|>", add_bos=False, special=True)[:1]}
+                self._stop_tokens = _end_tokens(llm)
                 self._llm = llm
                 log.info(
                     "model loaded",
@@ -180,10 +200,7 @@ class LlamaChatEngine:
             messages, tools = inline_tool_results(request.messages), []
         else:
             messages = [render_message(m) for m in request.messages]
-        prompt = self._template.render(
-            messages=messages, tools=[t.model_dump() for t in tools] or None, add_generation_prompt=True
-        )
-        tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+        tokens = self._prompt(llm, messages, tools)
         room = self._n_ctx - len(tokens)
         if room < 16:
             raise EngineRejected(
@@ -191,22 +208,13 @@ class LlamaChatEngine:
                 code="context_length_exceeded",
             )
         cached = _common_prefix(llm.input_ids[: llm.n_tokens], tokens)
-        options = request.options
-        limit = min(options.num_predict or room, room)
-        scanner = ToolCallScanner() if tools else None
-        stops = options.stop or []
-        finish = self._sample(llm, job, tokens, limit, scanner, stops)
-        calls: list[ToolCall] = []
-        if scanner is not None:
-            leftover = scanner.finish()
-            bodies = scanner.bodies
-            if bodies:
-                calls = self._parse_or_retry(llm, job, tokens, bodies)
-            if leftover and not calls:
-                job.emit(TextDelta(leftover))
-        if calls:
-            job.emit(ToolCalls(calls))
-            finish = "tool_calls"
+        limit = min(request.options.num_predict or room, room)
+        if request.options.seed is not None:
+            llm.set_seed(request.options.seed)
+        text = _TextStream(job, request.options.stop or [])
+        finish = self._answer_with_tools(llm, job, tokens, limit, tools, text, messages) if tools else None
+        if finish is None:
+            finish = self._sample(llm, job, tokens, limit, text)
         job.emit(
             ChatDone(
                 prompt_tokens=len(tokens),
@@ -217,47 +225,201 @@ class LlamaChatEngine:
             )
         )
 
+    def _prompt(self, llm: Any, messages: list[dict[str, Any]], tools: list[Tool]) -> list[int]:
+        prompt = self._template.render(
+            messages=messages, tools=[t.model_dump() for t in tools] or None, add_generation_prompt=True
+        )
+        return llm.tokenize(prompt.encode(), add_bos=False, special=True)  # type: ignore[no-any-return]
+
+    def _answer_with_tools(
+        self,
+        llm: Any,
+        job: _Generation,
+        tokens: list[int],
+        limit: int,
+        tools: list[Tool],
+        text: _TextStream,
+        messages: list[dict[str, Any]],
+    ) -> FinishReason:
+        """Decide, greedily, whether the reply is a call (and of which offered tool) or an answer.
+
+        The opening of the reply is decoded at temperature 0 until `read_opening` can tell. A call then gets
+        its arguments generated under the tool's schema grammar; an answer keeps its opening and goes on at
+        the request's sampling settings; a call of a tool the request did not offer means no offered tool
+        fits, so the reply is generated again from the conversation without the tools.
+        """
+        opening = self._opening(llm, job, tokens, tools)
+        if opening.kind is Opening.CALL:
+            assert opening.name is not None
+            calls = self._calls(llm, job, tokens, tools, opening.name)
+            job.emit(ToolCalls(calls))
+            return "tool_calls"
+        if opening.kind is Opening.INVENTED:
+            log.info("the model called a tool it was not offered; answering", extra={"tool": opening.name})
+            return self._sample(llm, job, self._prompt(llm, messages, []), limit, text)
+        job.eval_count += len(opening.tokens)
+        if text.push(opening.text, self._scanner_for(tools, text)):
+            return "stop"
+        if opening.ended:
+            return self._finish_text(llm, job, tokens, tools, text)
+        return self._sample(llm, job, tokens + opening.tokens, limit, text, tools=tools)
+
+    def _opening(self, llm: Any, job: _Generation, tokens: list[int], tools: list[Tool]) -> _Opening:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        opening = _Opening()
+        for token in self._tokens(llm, tokens, _GREEDY):
+            if job.cancel.is_set():
+                break
+            if token in self._stop_tokens:
+                opening.ended = True
+                break
+            opening.tokens.append(token)
+            opening.text += decoder.decode(self._piece(llm, token))
+            opening.kind, opening.name = read_opening(opening.text, tools)
+            if opening.kind is not Opening.PENDING:
+                return opening
+            if len(opening.tokens) >= _OPENING_TOKENS:
+                break
+        opening.text += decoder.decode(b"", final=True)
+        opening.kind = Opening.TEXT
+        return opening
+
+    def _calls(self, llm: Any, job: _Generation, tokens: list[int], tools: list[Tool], name: str) -> list[ToolCall]:
+        """Generate the arguments of a call to `name` under its schema, then of any further calls the model makes."""
+        calls: list[ToolCall] = []
+        context = list(tokens)
+        next_name: str | None = name
+        while next_name is not None and len(calls) < _MAX_CALLS:
+            head = llm.tokenize(
+                f'{OPEN}\n{{"name": {orjson.dumps(next_name).decode()}, "arguments": '.encode(),
+                add_bos=False,
+                special=True,
+            )
+            arguments = self._constrained_arguments(llm, job, context + head, tools, next_name)
+            calls.append(ToolCall(id=f"call_{os.urandom(6).hex()}", function=arguments))
+            tail = llm.tokenize(
+                f"{orjson.dumps(arguments.arguments).decode()}}}\n{CLOSE}\n".encode(), add_bos=False, special=True
+            )
+            context = context + head + tail
+            following = self._opening(llm, job, context, tools)
+            next_name = following.name if following.kind is Opening.CALL else None
+        return calls
+
+    def _constrained_arguments(
+        self, llm: Any, job: _Generation, prefix: list[int], tools: list[Tool], name: str
+    ) -> FunctionCall:
+        tool = next(t for t in tools if t.function.name == name)
+        out: list[int] = []
+        for token in self._tokens(llm, prefix, _GREEDY, grammar=self._grammar(tool)):
+            if job.cancel.is_set() or token in self._stop_tokens or len(out) >= _ARGUMENT_TOKENS:
+                break
+            out.append(token)
+        job.eval_count += len(out)
+        body = llm.detokenize(out, special=False).decode(errors="replace")
+        try:
+            return parse_call(f'{{"name": {orjson.dumps(name).decode()}, "arguments": {body}}}', tools)
+        except InvalidToolCall as exc:
+            raise EngineUnavailable(f"The model produced no valid tool call: {exc}", code="invalid_tool_call") from exc
+
+    def _grammar(self, tool: Tool) -> Any:
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        schema = orjson.dumps(arguments_schema(tool), option=orjson.OPT_SORT_KEYS).decode()
+        grammar = self._grammars.get(schema)
+        if grammar is None:
+            try:
+                grammar = LlamaGrammar.from_json_schema(schema, verbose=False)
+            except Exception:  # a schema feature the converter lacks: any object, checked against the schema after
+                log.info(
+                    "tool schema not convertible to a grammar; using any object", extra={"tool": tool.function.name}
+                )
+                grammar = LlamaGrammar.from_json_schema('{"type": "object"}', verbose=False)
+            if len(self._grammars) >= _GRAMMAR_CACHE:
+                self._grammars.pop(next(iter(self._grammars)))
+            self._grammars[schema] = grammar
+        return grammar
+
+    def _scanner_for(self, tools: list[Tool], text: _TextStream) -> ToolCallScanner | None:
+        if not tools:
+            return None
+        if text.scanner is None:
+            text.scanner = ToolCallScanner()
+        return text.scanner
+
     def _sample(
         self,
         llm: Any,
         job: _Generation,
         tokens: list[int],
         limit: int,
-        scanner: ToolCallScanner | None,
-        stops: list[str],
-    ) -> Any:
-        options = job.request.options
-        if options.seed is not None:
-            llm.set_seed(options.seed)
+        text: _TextStream,
+        *,
+        tools: list[Tool] | None = None,
+    ) -> FinishReason:
+        tools = tools or []
+        scanner = self._scanner_for(tools, text)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        held = ""  # text that might still become a stop string
-        hold = max((len(s) for s in stops), default=1) - 1
-        for token in self._tokens(llm, tokens, options):
+        finish: FinishReason = "stop"
+        for token in self._tokens(llm, tokens, job.request.options):
             if job.cancel.is_set():
                 return "stop"
             if token in self._stop_tokens:
                 break
             job.eval_count += 1
-            piece = decoder.decode(llm.detokenize([token], special=True))
-            held += scanner.feed(piece) if scanner is not None else piece
-            stop_at = min((i for i in (held.find(s) for s in stops) if i >= 0), default=-1)
-            if stop_at >= 0:
-                if stop_at:
-                    job.emit(TextDelta(held[:stop_at]))
+            if text.push(decoder.decode(self._piece(llm, token)), scanner):
                 return "stop"
-            if len(held) > hold:
-                job.emit(TextDelta(held[: len(held) - hold] if hold else held))
-                held = held[len(held) - hold :] if hold else ""
             if job.eval_count >= limit:
-                if held:
-                    job.emit(TextDelta(held))
-                return "length"
-        tail = held + decoder.decode(b"", final=True)
-        if tail:
-            job.emit(TextDelta(tail))
+                finish = "length"
+                break
+        text.push(decoder.decode(b"", final=True), scanner)
+        done = self._finish_text(llm, job, tokens, tools, text)
+        return done if done == "tool_calls" else finish
+
+    def _finish_text(
+        self, llm: Any, job: _Generation, tokens: list[int], tools: list[Tool], text: _TextStream
+    ) -> FinishReason:
+        """Flush what was held back; `<tool_call>` tags found inside the answer become calls."""
+        scanner = text.scanner
+        leftover = scanner.finish() if scanner is not None else ""
+        calls = self._calls_in_text(llm, job, tokens, tools, scanner.bodies) if scanner is not None else []
+        text.flush(leftover if not calls else "")
+        if calls:
+            job.emit(ToolCalls(calls))
+            return "tool_calls"
         return "stop"
 
-    def _tokens(self, llm: Any, tokens: list[int], options: ChatOptions, grammar: Any = None) -> Iterator[int]:
+    def _calls_in_text(
+        self, llm: Any, job: _Generation, tokens: list[int], tools: list[Tool], bodies: list[str]
+    ) -> list[ToolCall]:
+        calls: list[ToolCall] = []
+        for body in bodies:
+            try:
+                calls.append(ToolCall(id=f"call_{os.urandom(6).hex()}", function=parse_call(body, tools)))
+                continue
+            except InvalidToolCall as exc:
+                log.info("tool call invalid; retrying under a grammar", extra={"engine": self.name, "reason": str(exc)})
+            named = read_opening(body, tools)
+            if named[0] is Opening.CALL and named[1] is not None:
+                head = llm.tokenize(
+                    f'{OPEN}\n{{"name": {orjson.dumps(named[1]).decode()}, "arguments": '.encode(),
+                    add_bos=False,
+                    special=True,
+                )
+                function = self._constrained_arguments(llm, job, tokens + head, tools, named[1])
+                calls.append(ToolCall(id=f"call_{os.urandom(6).hex()}", function=function))
+        return calls
+
+    def _piece(self, llm: Any, token: int) -> bytes:
+        # Control tokens (<|im_end|>, <|endoftext|>...) render as nothing: no special token reaches a user as text.
+        return llm.detokenize([token], special=False)  # type: ignore[no-any-return]
+
+    def _tokens(
+        self,
+        llm: Any,
+        tokens: list[int],
+        options: ChatOptions,
+        grammar: Any = None,
+    ) -> Iterator[int]:
         values = {k: v for k, v in options.model_dump().items() if v is not None}
         params = {**DEFAULTS, **{k: values[k] for k in DEFAULTS if k in values}}
         return llm.generate(  # type: ignore[no-any-return]
@@ -272,27 +434,54 @@ class LlamaChatEngine:
             grammar=grammar,
         )
 
-    def _parse_or_retry(self, llm: Any, job: _Generation, tokens: list[int], bodies: list[str]) -> list[ToolCall]:
-        tools = job.request.tools
-        try:
-            return [ToolCall(id=f"call_{os.urandom(6).hex()}", function=parse_call(b, tools)) for b in bodies]
-        except InvalidToolCall as exc:
-            log.info("tool call invalid; retrying under a grammar", extra={"engine": self.name, "reason": str(exc)})
-        from llama_cpp.llama_grammar import LlamaGrammar
 
-        grammar = LlamaGrammar.from_json_schema(orjson.dumps(call_grammar_schema(tools)).decode(), verbose=False)
-        prefix = tokens + llm.tokenize(b"<tool_call>\n", add_bos=False, special=True)
-        out: list[int] = []
-        for token in self._tokens(llm, prefix, ChatOptions(temperature=0.0), grammar=grammar):
-            if job.cancel.is_set() or token in self._stop_tokens or len(out) >= _RETRY_TOKENS:
-                break
-            out.append(token)
-        job.eval_count += len(out)
-        body = llm.detokenize(out, special=True).decode(errors="replace").split("</tool_call>")[0]
-        try:
-            return [ToolCall(id=f"call_{os.urandom(6).hex()}", function=parse_call(body, tools))]
-        except InvalidToolCall as exc:
-            raise EngineUnavailable(f"The model produced no valid tool call: {exc}", code="invalid_tool_call") from exc
+@dataclass
+class _Opening:
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    kind: Opening = Opening.PENDING
+    name: str | None = None
+    ended: bool = False  # the model ended its reply inside the opening
+
+
+class _TextStream:
+    """Text on its way to the client: held back while it could still become a stop string or a call tag."""
+
+    def __init__(self, job: _Generation, stops: list[str]) -> None:
+        self._job = job
+        self._stops = stops
+        self._hold = max((len(s) for s in stops), default=1) - 1
+        self._held = ""
+        self.scanner: ToolCallScanner | None = None
+
+    def push(self, piece: str, scanner: ToolCallScanner | None) -> bool:
+        """Add generated text; True when a stop string was reached (the answer ends there)."""
+        self._held += scanner.feed(piece) if scanner is not None else piece
+        stop_at = min((i for i in (self._held.find(s) for s in self._stops) if i >= 0), default=-1)
+        if stop_at >= 0:
+            if stop_at:
+                self._job.emit(TextDelta(self._held[:stop_at]))
+            self._held = ""
+            return True
+        if len(self._held) > self._hold:
+            cut = len(self._held) - self._hold
+            self._job.emit(TextDelta(self._held[:cut]))
+            self._held = self._held[cut:]
+        return False
+
+    def flush(self, leftover: str) -> None:
+        rest, self._held = self._held + leftover, ""
+        if rest:
+            self._job.emit(TextDelta(rest))
+
+
+def _end_tokens(llm: Any) -> set[int]:
+    """Every token llama.cpp's vocabulary marks as ending a turn (for Qwen <|im_end|> and <|endoftext|> among them)."""
+    import llama_cpp
+
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    ends = {token for token in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, token)}
+    return ends | {llm.token_eos()}
 
 
 def _common_prefix(previous: Any, tokens: list[int]) -> int:

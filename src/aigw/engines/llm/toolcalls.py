@@ -1,13 +1,14 @@
 """Tool calls in generated text: `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` (Qwen/Hermes style).
 
-`ToolCallScanner` splits a token stream into text that can be shown at once and tool-call bodies,
-holding back only what could still turn into the opening tag. `validate_call` checks a parsed call
-against the tool's JSON schema; `call_grammar_schema` is the schema that constrains a retry.
+`read_opening` decides from the first characters of a reply whether it is a call and of which tool;
+`ToolCallScanner` finds `<tool_call>` tags later in a text answer; `parse_call` checks a call against
+the tool's JSON schema; `arguments_grammar_schema` is the schema arguments are generated under.
 """
 
 from __future__ import annotations
 
-import json
+import re
+from enum import Enum
 from typing import Any
 
 import orjson
@@ -20,24 +21,17 @@ OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
 
 class ToolCallScanner:
-    """Small models often skip the tags and answer with a bare JSON call; a reply that opens with `{`
-    is therefore held whole and, at the end, read as calls if it parses as such, else as text."""
+    """Splits text generated after an answer has begun into text to show and `<tool_call>` bodies, holding
+    back only what could still become the opening tag. (How a reply *opens* is decided by `read_opening`.)"""
 
     def __init__(self) -> None:
         self._pending = ""
         self._inside = False
-        self._mode: str | None = None  # "bare" or "tags", decided by the first non-blank character
         self.bodies: list[str] = []
 
     def feed(self, piece: str) -> str:
         """Consume generated text; return the part that is plain text and safe to stream now."""
         self._pending += piece
-        if self._mode is None:
-            if not self._pending.strip():
-                return ""
-            self._mode = "bare" if self._pending.lstrip().startswith("{") else "tags"
-        if self._mode == "bare":
-            return ""
         shown: list[str] = []
         while True:
             if self._inside:
@@ -61,13 +55,6 @@ class ToolCallScanner:
 
     def finish(self) -> str:
         """End of generation: an unclosed call body still counts; leftover text is returned."""
-        if self._mode == "bare":
-            rest, self._pending = self._pending, ""
-            objects = _json_objects(rest)
-            if objects is None or not all(isinstance(o, dict) and "name" in o for o in objects):
-                return rest
-            self.bodies.extend(orjson.dumps(o).decode() for o in objects)
-            return ""
         if self._inside:
             self.bodies.append(self._pending)
             self._pending, self._inside = "", False
@@ -76,19 +63,68 @@ class ToolCallScanner:
         return rest
 
 
-def _json_objects(text: str) -> list[Any] | None:
-    """The JSON values written one after another in `text`, or None if it is not only that."""
-    decoder, values, pos = json.JSONDecoder(), [], 0
-    text = text.strip()
-    while pos < len(text):
-        try:
-            value, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError:
-            return None
-        values.append(value)
-        while pos < len(text) and text[pos] in " \t\r\n,":
-            pos += 1
-    return values
+class Opening(Enum):
+    PENDING = "pending"  # not enough text yet to tell
+    TEXT = "text"  # an ordinary answer (which may still contain JSON)
+    CALL = "call"  # a call of an offered tool; `name` says which
+    INVENTED = "invented"  # a call of a tool the request did not offer
+
+
+_NAME = re.compile(r'\{\s*"name"\s*:\s*"([^"\\]*)"')
+_NEXT_KEY = re.compile(r'\{\s*"name"\s*:\s*"[^"\\]*"\s*,\s*"([^"\\]*)"')
+_PARTIAL_NAME = re.compile(r'\{\s*(?:"(?:n|na|nam|name|name"\s*(?::\s*(?:"[^"\\]*)?)?)?)?')
+_FENCE = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\n")
+MAX_OPENING_CHARS = 160
+
+
+def read_opening(text: str, tools: list[Tool]) -> tuple[Opening, str | None]:
+    """Tell from how a reply opens whether it is a tool call, and of which tool.
+
+    Small models write calls as `<tool_call>{...}`, bare JSON or a fenced JSON block. Only the name is
+    read from the text; the engine then generates the arguments under the tool's schema grammar. JSON that
+    is not a call (no `"name"` first, or a name of no offered tool without `"arguments"` after it) is text.
+    """
+    head = text.lstrip()
+    if not head:
+        return Opening.PENDING, None
+    tagged = head.startswith(OPEN)
+    if tagged:
+        body = head[len(OPEN) :].lstrip()
+    elif OPEN.startswith(head):
+        return Opening.PENDING, None
+    elif head.startswith("```"):
+        fence = _FENCE.match(head)
+        if fence is None:
+            return (Opening.PENDING, None) if "\n" not in head and len(head) < 24 else (Opening.TEXT, None)
+        body = head[fence.end() :].lstrip()
+    elif "```".startswith(head):
+        return Opening.PENDING, None
+    else:
+        body = head
+    if not body:
+        return Opening.PENDING, None
+    if not body.startswith("{"):
+        return (Opening.INVENTED, None) if tagged else (Opening.TEXT, None)
+    return _read_call(body, tools, tagged=tagged, pending_ok=len(head) < MAX_OPENING_CHARS)
+
+
+def _read_call(body: str, tools: list[Tool], *, tagged: bool, pending_ok: bool) -> tuple[Opening, str | None]:
+    not_call = (Opening.INVENTED, None) if tagged else (Opening.TEXT, None)
+    undecided = (Opening.PENDING, None) if pending_ok else not_call
+    named = _NAME.match(body)
+    if named is None:
+        # Still possibly on the way to `{"name": "...`; anything else after the brace is not a call.
+        return undecided if _PARTIAL_NAME.fullmatch(body) else not_call
+    name = named.group(1)
+    if any(t.function.name == name for t in tools):
+        return Opening.CALL, name
+    if tagged:
+        return Opening.INVENTED, name
+    following = _NEXT_KEY.match(body)
+    if following is None:
+        return undecided if re.fullmatch(r'\s*(,\s*("[^"\\]*)?)?', body[named.end() :]) else (Opening.TEXT, None)
+    key = following.group(1)
+    return (Opening.INVENTED, name) if key in ("arguments", "parameters") else (Opening.TEXT, None)
 
 
 def _partial_tag_suffix(text: str) -> int:
@@ -130,17 +166,9 @@ def parse_call(body: str, tools: list[Tool]) -> FunctionCall:
     return FunctionCall(name=data["name"], arguments=arguments)
 
 
-def call_grammar_schema(tools: list[Tool]) -> dict[str, Any]:
-    """A JSON schema whose instances are exactly the valid calls of `tools`, for constrained decoding."""
-    variants = [
-        {
-            "type": "object",
-            "properties": {
-                "name": {"const": tool.function.name},
-                "arguments": tool.function.parameters or {"type": "object"},
-            },
-            "required": ["name", "arguments"],
-        }
-        for tool in tools
-    ]
-    return variants[0] if len(variants) == 1 else {"oneOf": variants}
+def arguments_schema(tool: Tool) -> dict[str, Any]:
+    """The JSON schema a call's arguments are generated under: the tool's parameters, always an object."""
+    parameters = tool.function.parameters or {}
+    if parameters.get("type") in (None, "object"):
+        return {"type": "object", **parameters}
+    return {"type": "object"}
