@@ -94,6 +94,25 @@ def test_pdf_page_that_is_only_a_scan_is_ocred(tmp_path: Path) -> None:
     assert_words(doc.sections[0].text, "invoice", "seventy", "dollars", "Marseille", "harbour")
 
 
+def test_pdf_extraction_reports_each_page_and_each_ocr(tmp_path: Path) -> None:
+    scan = tmp_path / "scan.png"
+    render_text(["Second page, scanned"]).save(scan)
+    pdf = FPDF()
+    pdf.set_font("helvetica", size=12)
+    pdf.add_page()
+    pdf.multi_cell(0, 8, "The first page has a text layer and needs no OCR at all.")
+    pdf.add_page()
+    pdf.image(str(scan), x=10, y=10, w=190)
+    path = tmp_path / "mixed.pdf"
+    pdf.output(str(path))
+    reports: list[tuple[str, int, int]] = []
+
+    doc = extract(path, "pdf", progress=lambda stage, done, total: reports.append((stage, done, total)))
+
+    assert doc.ocr_pages == 1
+    assert reports == [("extracting", 0, 2), ("extracting", 1, 2), ("ocr", 1, 2), ("extracting", 2, 2)]
+
+
 def test_password_protected_pdf_is_unreadable(tmp_path: Path) -> None:
     pdf = FPDF()
     pdf.set_encryption(owner_password="owner", user_password="secret")
@@ -140,10 +159,13 @@ def test_every_page_of_a_multipage_tiff_is_ocred(tmp_path: Path) -> None:
     second = render_text(["Shipping by rail to Vienna"])
     first.save(path, save_all=True, append_images=[second])
 
-    doc = read(path)
+    reports: list[tuple[str, int, int]] = []
+    assert sniff(path.read_bytes()[:8192], path.name) == ("image", "image/tiff")
+    doc = extract(path, "image", progress=lambda stage, done, total: reports.append((stage, done, total)))
 
     assert doc.kind == "image"
     assert doc.ocr_pages == 2
+    assert reports == [("ocr", 0, 2), ("ocr", 1, 2), ("ocr", 2, 2)]
     assert [section.page for section in doc.sections] == [1, 2]
     assert_words(doc.sections[0].text, "purchase", "lanterns")
     assert_words(doc.sections[1].text, "shipping", "Vienna")

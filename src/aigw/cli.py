@@ -1,4 +1,4 @@
-"""The `aigw` command: serve, manage users and keys, check the installation."""
+"""The `aigw` command: serve, manage users and keys, follow knowledge bases, check the installation."""
 
 from __future__ import annotations
 
@@ -7,23 +7,29 @@ import importlib.util
 import os
 import platform
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from aigw import __version__
 from aigw.auth import api_keys, users
 from aigw.errors import AigwError
+from aigw.knowledge.progress import unit_of
+from aigw.knowledge.service import DocumentInfo
 from aigw.runtime import Runtime
 from aigw.settings import get_settings
 
 app = typer.Typer(help="aigw: a self-hosted AI gateway.", no_args_is_help=True, add_completion=False)
 user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 key_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+kb_app = typer.Typer(help="Knowledge bases and the ingestion of their documents.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(key_app, name="key")
+app.add_typer(kb_app, name="kb")
 
 T = TypeVar("T")
 
@@ -194,6 +200,122 @@ def key_revoke(key_id: int) -> None:
             typer.echo(f"revoked key {key_id}")
 
     run(work)
+
+
+@kb_app.command("list")
+def kb_list(email: Annotated[str | None, typer.Option(help="Only this user's knowledge bases")] = None) -> None:
+    """List knowledge bases with their owner and number of documents."""
+
+    async def work(rt: Runtime) -> None:
+        async with rt.sessions() as db:
+            owner = (await users.get_user_by_email(db, email)).id if email else None
+            typer.echo(f"{'id':>5}  {'name':<32} {'owner':<32} {'documents':>9}")
+            for kb, count, owner_email in await rt.knowledge.list_kbs(db, owner):
+                typer.echo(f"{kb.id:>5}  {kb.name:<32} {owner_email:<32} {count:>9}")
+
+    run(work)
+
+
+KB_DOCUMENTS_LIMIT = 1000
+
+
+@kb_app.command("documents")
+def kb_documents(
+    kb_id: int,
+    email: Annotated[str, typer.Option(help="The knowledge base's owner")],
+    watch: Annotated[bool, typer.Option(help="Follow the documents until every one is ready or failed")] = False,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between two looks, with --watch")] = 1.0,
+) -> None:
+    """List a knowledge base's documents with their status, stage and progress.
+
+    With --watch, show progress bars until every document is ready or failed (exit status 1 if any failed).
+    """
+
+    async def listing(rt: Runtime, owner: int) -> list[DocumentInfo]:
+        async with rt.sessions() as db:  # a short session per look: nothing stays open while we wait
+            return await rt.knowledge.list_documents(db, owner, kb_id, limit=KB_DOCUMENTS_LIMIT)
+
+    async def work(rt: Runtime) -> list[DocumentInfo]:
+        async with rt.sessions() as db:
+            owner = (await users.get_user_by_email(db, email)).id
+        infos = await listing(rt, owner)
+        if watch:
+            with DocumentBars() as bars:
+                bars.show(infos)
+                while any(info.document.status == "processing" for info in infos):
+                    await asyncio.sleep(interval)
+                    infos = await listing(rt, owner)
+                    bars.show(infos)
+        return infos
+
+    infos = run(work)
+    print_documents(infos)
+    if watch and any(info.document.status == "failed" for info in infos):
+        raise typer.Exit(1)
+
+
+def print_documents(infos: Sequence[DocumentInfo]) -> None:
+    typer.echo(f"{'id':>5}  {'status':<11} {'stage':<11} {'progress':<20} {'chunks':>6}  document")
+    for info in infos:
+        doc = info.document
+        typer.echo(
+            f"{doc.id:>5}  {doc.status:<11} {doc.stage or '-':<11} {progress_text(info) or '-':<20}"
+            f" {doc.chunk_count:>6}  {document_name(info)}"
+        )
+        if doc.error:
+            typer.echo(f"{'':>7}error: {doc.error}")
+
+
+def progress_text(info: DocumentInfo) -> str:
+    """How far the stage has got: "48/130 chunks", "2/5 pages", or "" when it has nothing to count."""
+    doc = info.document
+    if doc.progress_total is None:
+        return ""
+    return f"{doc.progress_done or 0}/{doc.progress_total} {unit_of(doc.stage)}"
+
+
+def document_name(info: DocumentInfo) -> str:
+    doc = info.document
+    return doc.filename or doc.title or doc.url or f"document {doc.id}"
+
+
+class DocumentBars:
+    """One progress bar per document that was processing when the watch began, on stderr."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=16),
+            TextColumn("{task.fields[count]:<16}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        )
+        self._tasks: dict[int, TaskID] = {}
+
+    def __enter__(self) -> DocumentBars:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._progress.stop()
+
+    def show(self, infos: Sequence[DocumentInfo]) -> None:
+        for info in infos:
+            doc = info.document
+            if doc.id not in self._tasks:
+                if doc.status != "processing":
+                    continue  # finished before the watch began: the listing shows it
+                self._tasks[doc.id] = self._progress.add_task("", total=None, count="")
+            label = doc.stage if doc.status == "processing" and doc.stage else doc.status
+            # No total (a stage with nothing to count yet) is a pulsing bar; a failed document's bar is empty.
+            total = 1 if doc.status == "failed" else doc.progress_total
+            self._progress.update(
+                self._tasks[doc.id],
+                description=f"{doc.id:>5} {document_name(info)[:20]:<20} {label:<10}",
+                completed=doc.progress_done or 0,
+                total=total,
+                count=progress_text(info),
+            )
 
 
 # What each optional part is for; `doctor` reports which of them this machine has.

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aigw.deps import CurrentPrincipal, DbSession, RowId, RuntimeDep
 from aigw.errors import InvalidField
+from aigw.knowledge.progress import Stage, Unit, unit_of
 from aigw.knowledge.service import DocumentInfo, parse_tags
 from aigw.store.models import KnowledgeBase
 
@@ -34,6 +35,14 @@ class KbOut(BaseModel):
         return cls(id=kb.id, name=kb.name, description=kb.description, doc_count=doc_count, created_at=kb.created_at)
 
 
+class ProgressOut(BaseModel):
+    """Units of the current stage done of the total: pages while extracting or OCRing, chunks after."""
+
+    done: int
+    total: int
+    unit: Unit
+
+
 class DocumentOut(BaseModel):
     id: int
     kb_id: int
@@ -43,6 +52,8 @@ class DocumentOut(BaseModel):
     type: str
     media_type: str
     status: Literal["processing", "ready", "failed"]
+    stage: Stage | None = Field(description="While processing: queued, extracting, ocr, embedding or indexing")
+    progress: ProgressOut | None = Field(description="How far the stage has got; for a ready document, its chunks")
     chunks: int
     size: int
     tags: list[str]
@@ -63,6 +74,12 @@ class DocumentOut(BaseModel):
             type=d.kind,
             media_type=d.media_type,
             status=d.status,
+            stage=d.stage,
+            progress=(
+                ProgressOut(done=d.progress_done or 0, total=d.progress_total, unit=unit_of(d.stage))
+                if d.progress_total is not None
+                else None
+            ),
             chunks=d.chunk_count,
             size=d.size,
             tags=info.tags,

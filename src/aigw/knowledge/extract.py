@@ -12,7 +12,7 @@ import math
 import re
 import threading
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Literal, cast
@@ -28,6 +28,9 @@ from aigw.engines.ocr.tesseract import image_to_text
 from aigw.errors import InvalidField, UnsupportedMediaType
 
 DocumentKind = Literal["text", "markdown", "csv", "pdf", "image", "html"]
+# Told (stage, pages done, pages in the document) before each page or image frame, before each OCR, and at the
+# end: how ingestion reports "OCR page n of m". Called from the extracting thread.
+PageProgress = Callable[[Literal["extracting", "ocr"], int, int], None]
 
 SNIFF_BYTES = 8192  # the least `sniff` needs to see
 _CSV_SAMPLE_CHARS = 8192
@@ -175,7 +178,14 @@ def tesseract_language(code: str | None) -> str:
     return "+".join(resolved)
 
 
-def extract(path: Path, kind: DocumentKind, *, language: str | None = None, source_url: str | None = None) -> Extracted:
+def extract(
+    path: Path,
+    kind: DocumentKind,
+    *,
+    language: str | None = None,
+    source_url: str | None = None,
+    progress: PageProgress | None = None,
+) -> Extracted:
     """Read a document that `sniff` typed as `kind` into cleaned sections in document order.
 
     Args:
@@ -183,16 +193,18 @@ def extract(path: Path, kind: DocumentKind, *, language: str | None = None, sour
         kind: From `sniff`.
         language: OCR language for scanned PDF pages and images, see `tesseract_language`.
         source_url: Where an HTML page came from; helps boilerplate removal and metadata.
+        progress: Told how many pages of a PDF or frames of an image are done (text formats have no pages).
 
     Raises:
         InvalidField: Unknown language, or a damaged or password-protected PDF or image (`unreadable_document`).
         EngineUnavailable: OCR was needed and Tesseract or its language data is missing (`ocr_unavailable`).
     """
     lang = tesseract_language(language)
+    report = progress or _no_progress
     if kind == "pdf":
-        return _extract_pdf(path, lang)
+        return _extract_pdf(path, lang, report)
     if kind == "image":
-        return _extract_image(path, lang)
+        return _extract_image(path, lang, report)
     text = _decode_document(path.read_bytes())
     if kind == "html":
         return _extract_html(text, source_url)
@@ -483,7 +495,11 @@ def _extract_html(text: str, source_url: str | None) -> Extracted:
     return Extracted("html", title, [Section(body)] if body else [])
 
 
-def _extract_pdf(path: Path, lang: str) -> Extracted:
+def _no_progress(_stage: str, _done: int, _total: int) -> None:
+    pass
+
+
+def _extract_pdf(path: Path, lang: str, progress: PageProgress) -> Extracted:
     unreadable = "The PDF could not be read: it is damaged or password-protected"
     with _PDFIUM_LOCK:
         try:
@@ -497,14 +513,17 @@ def _extract_pdf(path: Path, lang: str) -> Extracted:
             title = _pdf_title(pdf)
             page_count = len(pdf)
         for index in range(page_count):
+            progress("extracting", index, page_count)
             with _PDFIUM_LOCK:
                 text, scan = _read_pdf_page(pdf, index)
             # OCR runs outside the lock: it is the slow part and does not touch pdfium.
             if scan is not None:
+                progress("ocr", index, page_count)
                 ocr_pages += 1
                 text = clean_text(_ocr(scan, lang)) or text
             if text:
                 sections.append(Section(text, page=index + 1))
+        progress("extracting", page_count, page_count)
     except pdfium.PdfiumError as exc:
         raise InvalidField(unreadable, code="unreadable_document") from exc
     finally:
@@ -542,26 +561,28 @@ def _read_pdf_page(pdf: pdfium.PdfDocument, index: int) -> tuple[str, Image.Imag
         page.close()
 
 
-def _extract_image(path: Path, lang: str) -> Extracted:
+def _extract_image(path: Path, lang: str, progress: PageProgress) -> Extracted:
     sections: list[Section] = []
-    ocr_pages = 0
-    for page, frame in _image_frames(path):
-        ocr_pages += 1
+    frames = 0
+    for index, count, frame in _image_frames(path):
+        frames = count
+        progress("ocr", index, frames)
         text = clean_text(_ocr(frame, lang))
         if text:
-            sections.append(Section(text, page=page))
-    return Extracted("image", None, sections, ocr_pages=ocr_pages)
+            sections.append(Section(text, page=index + 1 if frames > 1 else None))
+    progress("ocr", frames, frames)
+    return Extracted("image", None, sections, ocr_pages=frames)
 
 
-def _image_frames(path: Path) -> Iterator[tuple[int | None, Image.Image]]:
-    """Each frame ready for OCR, numbered when there are several; decoding errors become 422s."""
+def _image_frames(path: Path) -> Iterator[tuple[int, int, Image.Image]]:
+    """(index, frames, frame) for each frame, ready for OCR; decoding errors become 422s."""
     try:
         with Image.open(path) as image:
             # Only TIFF frames are pages; GIF and WebP frames are animation.
             frames = int(getattr(image, "n_frames", 1)) if image.format == "TIFF" else 1
             for index in range(frames):
                 image.seek(index)
-                yield (index + 1 if frames > 1 else None), _ocr_ready(image)
+                yield index, frames, _ocr_ready(image)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
         raise InvalidField(f"The image could not be read: {exc}", code="unreadable_document") from exc
 

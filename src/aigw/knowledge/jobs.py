@@ -7,6 +7,7 @@ the `ready` status in one transaction guarded by that lease. So:
 - two workers never both finish the same document;
 - a crash mid-way leaves nothing of the document searchable.
 A document that has taken down its worker `MAX_ATTEMPTS` times is failed instead of retried forever.
+While it works, the worker reports the document's stage and progress (`progress.py`), outside the final transaction.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from aigw.errors import AigwError
 from aigw.knowledge.chunk import Chunk, chunk_document
 from aigw.knowledge.extract import DocumentKind, extract, tesseract_language
 from aigw.knowledge.index import KnowledgeIndex
+from aigw.knowledge.progress import ProgressWriter
 from aigw.knowledge.service import KnowledgeService
 from aigw.store.models import KbDocument
 
@@ -103,7 +105,14 @@ class IngestionWorker:
                         KbDocument.status == "processing",
                         or_(KbDocument.lease_until.is_(None), KbDocument.lease_until < now),
                     )
-                    .values(lease_owner=self.owner, lease_until=now + self.lease, attempts=KbDocument.attempts + 1)
+                    .values(
+                        lease_owner=self.owner,
+                        lease_until=now + self.lease,
+                        attempts=KbDocument.attempts + 1,
+                        stage="extracting",
+                        progress_done=None,
+                        progress_total=None,
+                    )
                     .execution_options(synchronize_session=False)
                 )
                 await db.commit()
@@ -114,6 +123,7 @@ class IngestionWorker:
     async def process(self, doc_id: int) -> None:
         started = time.perf_counter()
         heartbeat = asyncio.create_task(self._renew(doc_id))
+        progress = ProgressWriter(self.sessions, doc_id, self.owner)
         try:
             async with self.sessions() as db:
                 document = await db.get(KbDocument, doc_id)
@@ -130,10 +140,12 @@ class IngestionWorker:
             )
             if document.attempts > MAX_ATTEMPTS:
                 raise IngestionFailed(f"Ingestion was interrupted {MAX_ATTEMPTS} times; giving up")
-            chunks = await asyncio.to_thread(self._read, document)
+            chunks = await asyncio.to_thread(self._read, document, progress)
             if not chunks:
                 raise IngestionFailed("No text found in the document", code="no_text")
-            vectors = await self._embed(chunks)
+            vectors = await self._embed(chunks, progress)
+            progress.report("indexing", len(chunks), len(chunks))
+            await progress.close()  # written before the final transaction, which no progress write may race
             await self._commit(doc_id, chunks, vectors)
             log.info(
                 "document ready",
@@ -151,17 +163,19 @@ class IngestionWorker:
             log.exception("ingestion failed", extra={"document_id": doc_id})
             await self._fail(doc_id, "Internal error while reading the document")
         finally:
+            await progress.abort()
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
 
-    def _read(self, document: KbDocument) -> list[Chunk]:
+    def _read(self, document: KbDocument, progress: ProgressWriter) -> list[Chunk]:
         kind: DocumentKind = document.kind  # type: ignore[assignment]
         extracted = extract(
             self.service.path_of(document),
             kind,
             language=tesseract_language(document.language),
             source_url=document.url,
+            progress=progress.report_from_thread,
         )
         source = document.filename or extracted.title or document.url or f"document {document.id}"
         return chunk_document(
@@ -171,12 +185,13 @@ class IngestionWorker:
             overlap=self.service.settings.kb_chunk_overlap,
         )
 
-    async def _embed(self, chunks: list[Chunk]) -> np.ndarray:
+    async def _embed(self, chunks: list[Chunk], progress: ProgressWriter) -> np.ndarray:
         texts = [f"{c.context}\n{c.content}" if c.context else c.content for c in chunks]
-        parts = [
-            await self.embedder.embed(texts[i : i + EMBED_BATCH], purpose="document")
-            for i in range(0, len(texts), EMBED_BATCH)
-        ]
+        progress.report("embedding", 0, len(texts))
+        parts: list[np.ndarray] = []
+        for start in range(0, len(texts), EMBED_BATCH):
+            parts.append(await self.embedder.embed(texts[start : start + EMBED_BATCH], purpose="document"))
+            progress.report("embedding", min(start + EMBED_BATCH, len(texts)), len(texts))
         return np.concatenate(parts)
 
     async def _commit(self, doc_id: int, chunks: list[Chunk], vectors: np.ndarray) -> None:
@@ -192,6 +207,9 @@ class IngestionWorker:
                     lease_owner=None,
                     lease_until=None,
                     error=None,
+                    stage=None,
+                    progress_done=len(chunks),
+                    progress_total=len(chunks),
                 )
                 .execution_options(synchronize_session=False)
             )
@@ -209,7 +227,15 @@ class IngestionWorker:
             await db.execute(
                 update(KbDocument)
                 .where(KbDocument.id == doc_id, KbDocument.lease_owner == self.owner)
-                .values(status="failed", error=reason, lease_owner=None, lease_until=None)
+                .values(
+                    status="failed",
+                    error=reason,
+                    lease_owner=None,
+                    lease_until=None,
+                    stage=None,
+                    progress_done=None,
+                    progress_total=None,
+                )
                 .execution_options(synchronize_session=False)
             )
             await db.commit()

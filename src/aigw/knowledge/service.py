@@ -239,6 +239,7 @@ class KnowledgeService:
             language=language,
             stored_name=stored_name,
             status="processing",
+            stage="queued",
             chunk_count=0,
             attempts=0,
         )

@@ -131,6 +131,10 @@ class KbDocument(Base):
     status: Mapped[str] = mapped_column(String(20), default="processing")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Where ingestion is, written by the worker as it goes (see aigw.knowledge.progress).
+    stage: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    progress_done: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    progress_total: Mapped[int | None] = mapped_column(Integer, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
