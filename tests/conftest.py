@@ -32,6 +32,7 @@ AIGW = str(Path(sys.executable).parent / "aigw")
 ADMIN_EMAIL = "root@example.com"
 ADMIN_PASSWORD = "root-password-1"
 MAX_BODY = 1024 * 1024
+SHARED_MODELS_DIR: Path | None = None  # set for the session by the shared_models_dir fixture
 # Every worker loads its models at start (when preloading is on); on two busy cores that can take minutes.
 STARTUP_SECONDS = 300
 WORKER_READY = "worker ready"  # aigw.app.WORKER_READY, logged once by each worker process with its pid
@@ -158,6 +159,8 @@ def gateway_env(
             "AIGW_PRELOAD_MODELS": "false",  # servers that never chat need not load the model
         }
     )
+    if SHARED_MODELS_DIR is not None:  # the embedding model's ONNX export is made once, not once per server
+        env["AIGW_MODELS_DIR"] = str(SHARED_MODELS_DIR)
     if database_url:
         env["AIGW_DATABASE_URL"] = database_url
     if redis_url:
@@ -300,12 +303,20 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.wait(10)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One models dir for every server of the session: model files are assembled or exported into it once."""
+    global SHARED_MODELS_DIR
+    SHARED_MODELS_DIR = tmp_path_factory.mktemp("models")
+    yield SHARED_MODELS_DIR
+    SHARED_MODELS_DIR = None
+
+
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One assembled copy of the packaged chat model for every server of the session."""
-    path = tmp_path_factory.mktemp("models")
-    assemble(QWEN_CODER_05B, path)
-    return path
+def models_dir(shared_models_dir: Path) -> Path:
+    """The shared models dir, with the packaged chat model assembled in it."""
+    assemble(QWEN_CODER_05B, shared_models_dir)
+    return shared_models_dir
 
 
 LLAMA_API_KEY = "test-llama-key"

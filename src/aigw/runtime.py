@@ -105,7 +105,7 @@ class Runtime:
         usage = UsageRecorder(sessions, interval=settings.usage_flush_seconds)
         engines = EngineRegistry()
         chat = ChatService.from_settings(settings, engines)
-        embedder = build_embedding_engine(settings.embedding)
+        embedder = build_embedding_engine(settings.embedding, settings.resolved_models_dir)
         engines.register(embedder)
         index = build_index(db.dialect.name)
         knowledge = KnowledgeService(settings, index, Retriever(index, embedder))

@@ -20,7 +20,7 @@ __all__ = [
 ]
 
 
-def build_embedding_engine(config: EmbeddingConfig) -> EmbeddingEngine:
+def build_embedding_engine(config: EmbeddingConfig, models_dir: Path | None = None) -> EmbeddingEngine:
     if config.engine == "local":
         from aigw.engines.embed.local import SentenceTransformerEngine
 
@@ -30,6 +30,8 @@ def build_embedding_engine(config: EmbeddingConfig) -> EmbeddingEngine:
             model_path=path,
             dtype=config.dtype,
             threads=config.threads,
+            runtime=config.runtime,
+            models_dir=models_dir,
         )
     # The config's validator has made sure remote engines have both.
     assert config.base_url is not None and config.model is not None

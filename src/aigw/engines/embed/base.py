@@ -80,7 +80,10 @@ class EmbeddingConfig(BaseModel):
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         default="auto", description="local: bfloat16 autocast where the CPU has native bf16 (auto), or forced"
     )
-    threads: int | None = Field(default=None, ge=1, description="local: torch CPU threads (default: all cores)")
+    threads: int | None = Field(default=None, ge=1, description="local: CPU threads (default: all cores)")
+    runtime: Literal["onnx", "torch"] = Field(
+        default="onnx", description="local: ONNX Runtime with int8 weights exported once from the model, or torch"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> EmbeddingConfig:
