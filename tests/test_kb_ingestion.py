@@ -153,6 +153,9 @@ def test_chat_answers_from_the_knowledge_base_and_reports_sources(rag_gateway: G
     assert events[-1][0] == "done"
     assert done["sources"][0]["document_id"] == doc_id and done["sources"][0]["source"] == name
     assert "orca" in answer.lower(), answer
+    # Only the sentences around the fact are injected, not its whole chunk of filler, within the default budget.
+    assert "orca-17" in done["sources"][0]["excerpt"] and len(done["sources"][0]["excerpt"]) <= 450
+    assert sum(len(s["excerpt"]) for s in done["sources"]) <= 700
 
     # Small talk is not about the KB: nothing is injected and no sources are reported.
     hello = sse_events(chat(rag_gateway, user.key, {"messages": [{"role": "user", "content": "Hello!"}]}))

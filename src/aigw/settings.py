@@ -92,8 +92,14 @@ class Settings(BaseSettings):
     kb_job_lease_seconds: float = Field(
         default=30.0, ge=1, description="An ingestion job whose worker stops renewing its lease is taken over"
     )
-    kb_context_chunks: int = Field(default=4, ge=0, le=20, description="Chunks injected into a chat (0: none)")
-    kb_context_chars: int = Field(default=4000, ge=200, description="Most characters of context injected")
+    kb_context_chunks: int = Field(default=2, ge=0, le=20, description="Passages injected into a chat (0: none)")
+    kb_context_chars: int = Field(default=700, ge=200, description="Most characters of context injected in all")
+    kb_context_window_chars: int = Field(
+        default=450, ge=80, description="Most characters of one passage: the sentences around its best match"
+    )
+    kb_context_margin: float = Field(
+        default=0.1, ge=0, le=2, description="A passage is injected only within this cosine similarity of the best"
+    )
     kb_min_similarity: float = Field(
         default=0.3, ge=-1, le=1, description="Cosine similarity a chunk needs to be injected into a chat"
     )
