@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+from aigw.engines.embed.base import Purpose
+from aigw.engines.embed.local import SentenceTransformerEngine
+from aigw.knowledge.index import Scope
 from aigw.knowledge.inject import KnowledgeContext, sentences, window
-from aigw.knowledge.retrieve import Hit
+from aigw.knowledge.retrieve import Hit, Retriever
 
 
 def hit(content: str, similarity: float, chunk_id: int = 1) -> Hit:
@@ -32,3 +41,33 @@ def test_only_passages_close_to_the_best_are_chosen_without_repeats() -> None:
     assert [h.chunk_id for h in chooser().choose(hits)] == [1, 3]  # the repeat and the distant one are left out
     assert [h.chunk_id for h in chooser(max_chunks=1).choose(hits)] == [1]
     assert chooser().choose([hit("weak", 0.2)]) == []  # below the similarity floor: no context at all
+
+
+class CountingEngine:
+    """The real embedded model, counting how often it is asked."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.calls = 0
+
+    async def embed(self, texts: Sequence[str], *, purpose: Purpose = "document") -> Any:
+        self.calls += 1
+        return await self.engine.embed(texts, purpose=purpose)
+
+
+async def test_a_repeated_query_is_embedded_once(tmp_path: Path) -> None:
+    engine = SentenceTransformerEngine(name="minilm-cache", runtime="onnx", models_dir=tmp_path)
+    counting = CountingEngine(engine)
+    retriever = Retriever(cast(Any, None), cast(Any, counting), cache_size=2)
+    try:
+        mine, theirs = Scope([1, 2]), Scope([3])
+        first = await retriever.query_vector(mine, "How do I rotate logs?")
+        again = await retriever.query_vector(Scope([2, 1]), "How do I rotate logs?")
+        assert counting.calls == 1 and np.array_equal(first, again)
+        await retriever.query_vector(theirs, "How do I rotate logs?")  # another user's search is not served mine
+        assert counting.calls == 2
+        await retriever.query_vector(mine, "third")  # the cache holds two: the first question falls out
+        await retriever.query_vector(mine, "How do I rotate logs?")
+        assert counting.calls == 4
+    finally:
+        await engine.close()

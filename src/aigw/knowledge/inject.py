@@ -140,10 +140,10 @@ class KnowledgeContext:
         flat = [part for parts in split for part in parts]
         try:
             vectors = await self.embedder.embed([question, *flat], purpose="query")
+            scores = vectors[1:] @ vectors[0]
         except AigwError as exc:
             log.warning("sentence scoring failed; using chunk openings", extra={"error": exc.message})
             return [window(parts, 0, per_hit) for parts in split]
-        scores = vectors[1:] @ vectors[0]
         out, start = [], 0
         for parts in split:
             best = int(np.argmax(scores[start : start + len(parts)]))

@@ -11,10 +11,13 @@ injection uses to decide whether anything is relevant at all.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +26,8 @@ from aigw.knowledge.index import KnowledgeIndex, Scope
 
 Mode = Literal["hybrid", "fulltext", "vector"]
 CANDIDATES = 100
+QUERY_CACHE = 2048
+Vector = npt.NDArray[np.float32]
 ALPHA = 0.5  # weight of the vector side
 
 
@@ -41,22 +46,39 @@ class Hit:
 
 
 class Retriever:
-    def __init__(self, index: KnowledgeIndex, embedder: EmbeddingEngine) -> None:
+    def __init__(self, index: KnowledgeIndex, embedder: EmbeddingEngine, cache_size: int = QUERY_CACHE) -> None:
         self.index = index
         self.embedder = embedder
+        # Query vectors by searched scope and text: a repeated question (a site's FAQ) skips the model. Keyed by
+        # the scope, so a fast answer never tells one user what another has just asked.
+        self._vectors: OrderedDict[tuple[tuple[int, ...], str], Vector] = OrderedDict()
+        self._cache_size = cache_size
+
+    async def query_vector(self, scope: Scope, query: str) -> Vector:
+        """The query's embedding, from the cache when the same scope searched the same text recently."""
+        key = (tuple(sorted(scope.kb_ids)), query)
+        cached = self._vectors.get(key)
+        if cached is not None:
+            self._vectors.move_to_end(key)
+            return cached
+        vector: Vector = (await self.embedder.embed([query], purpose="query"))[0]
+        self._vectors[key] = vector
+        if len(self._vectors) > self._cache_size:
+            self._vectors.popitem(last=False)
+        return vector
 
     async def search(self, db: AsyncSession, scope: Scope, query: str, top_k: int, mode: Mode = "hybrid") -> list[Hit]:
         """The `top_k` best chunks in `scope` for `query`, best first."""
         if not scope.kb_ids:
             return []
         # The query is embedded (on the model's thread) while the full-text side runs.
-        embedding = asyncio.ensure_future(self.embedder.embed([query], purpose="query")) if mode != "fulltext" else None
+        embedding = asyncio.ensure_future(self.query_vector(scope, query)) if mode != "fulltext" else None
         try:
             candidates = max(CANDIDATES, top_k * 4)
             by_text = []
             if mode != "vector":
                 by_text = await self.index.fulltext(db, scope, query, candidates if mode == "hybrid" else top_k)
-            vector = (await embedding)[0] if embedding is not None else None
+            vector = await embedding if embedding is not None else None
         finally:
             if embedding is not None and not embedding.done():
                 embedding.cancel()
