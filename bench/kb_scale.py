@@ -13,6 +13,10 @@ sigma 0.02, renormalised) and a marker word in the text, written straight into t
 own index code (embedding 100k chunks here would take over half an hour).
 
     .venv/bin/python bench/kb_scale.py [--sizes 10000,100000] [--backends sqlite,postgres] [--skip-ingest]
+                                       [--ann-min-chunks N]
+
+On SQLite a KB of at least `--ann-min-chunks` chunks (the server's default, 20000, if not given) is searched
+through the HNSW graph: the queries are timed once the server logs that its graph is ready.
 """
 
 from __future__ import annotations
@@ -290,6 +294,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def wait_for_graph(server: Server, data_dir: Path, kb_id: int, timeout: float = 900) -> float:
+    """Query once (which brings the server's index up to the database and starts its graph), then wait until
+    the server logs that the graph is ready; returns the seconds waited."""
+    started = time.perf_counter()
+    server.client.post(f"/api/kb/{kb_id}/query", json={"query": "start the graph", "mode": "vector"})
+    while '"vector graph ready"' not in (data_dir / "server.log").read_text(errors="replace"):
+        if time.perf_counter() - started > timeout:
+            sys.exit("the server's vector graph was not ready in time")
+        time.sleep(0.5)
+    return time.perf_counter() - started
+
+
 def queries(server: Server, kb_id: int, questions: list[str], mode: str) -> dict[str, float]:
     for question in questions[:5]:  # warm: the first query loads the vectors (SQLite) and caches plans
         server.client.post(f"/api/kb/{kb_id}/query", json={"query": question, "mode": mode})
@@ -315,10 +331,13 @@ def scale(
     vectors: np.ndarray,
     questions: list[str],
     postgres: Any,
+    ann_min_chunks: int | None = None,
 ) -> dict[str, Any]:
     data_dir = tmp / f"{backend}-{size}"
     data_dir.mkdir()
     env = {}
+    if ann_min_chunks is not None:
+        env["AIGW_KB_ANN_MIN_CHUNKS"] = str(ann_min_chunks)
     if backend == "postgres":
         name = f"bench_{size}"
         postgres.psql(f"DROP DATABASE IF EXISTS {name};")
@@ -329,12 +348,14 @@ def scale(
         kb_id = server.client.post("/api/kb", json={"name": f"scale-{size}"}).json()["id"]
         user_id = server.client.get("/auth/me").json()["id"]
         url = env.get("AIGW_DATABASE_URL") or f"sqlite:///{data_dir / 'aigw.db'}"
-        from aigw.settings import normalize_database_url
+        from aigw.settings import Settings, normalize_database_url
 
         started = time.perf_counter()
         asyncio.run(fill(normalize_database_url(url), user_id, kb_id, pairs, vectors, size))
         fill_s = time.perf_counter() - started
         result: dict[str, Any] = {"backend": backend, "chunks": size, "fill_s": round(fill_s, 1)}
+        if backend == "sqlite" and size >= (ann_min_chunks or Settings.model_fields["kb_ann_min_chunks"].default):
+            result["graph_ready_s"] = round(wait_for_graph(server, data_dir, kb_id), 1)
         for mode in ("hybrid", "vector", "fulltext"):
             result[mode] = queries(server, kb_id, questions, mode)
         return result
@@ -347,6 +368,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--ann-min-chunks", type=int, help="SQLite: AIGW_KB_ANN_MIN_CHUNKS for the servers")
     args = parser.parse_args()
     print("command:", " ".join([Path(sys.executable).name, *sys.argv]))
     print("machine:", machine())
@@ -377,7 +399,7 @@ def main() -> None:
         try:
             for backend in args.backends.split(","):
                 for size in sizes:
-                    row = scale(tmp, backend, size, pairs, vectors, questions, postgres)
+                    row = scale(tmp, backend, size, pairs, vectors, questions, postgres, args.ann_min_chunks)
                     rows.append(row)
                     print(json.dumps(row))
         finally:

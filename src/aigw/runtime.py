@@ -22,6 +22,7 @@ from aigw.embeddings.service import EmbeddingService
 from aigw.engines.base import EngineRegistry
 from aigw.engines.embed import build_embedding_engine
 from aigw.engines.embed.base import EmbeddingEngine
+from aigw.knowledge.hnsw import HnswOptions
 from aigw.knowledge.index import build_index
 from aigw.knowledge.inject import KnowledgeContext
 from aigw.knowledge.jobs import IngestionWorker
@@ -107,7 +108,9 @@ class Runtime:
         chat = ChatService.from_settings(settings, engines)
         embedder = build_embedding_engine(settings.embedding, settings.resolved_models_dir)
         engines.register(embedder)
-        index = build_index(db.dialect.name)
+        index = build_index(
+            db.dialect.name, HnswOptions(settings.data_dir / "kb", embedder.model_id, settings.kb_ann_min_chunks)
+        )
         knowledge = KnowledgeService(settings, index, Retriever(index, embedder))
         chat.context = KnowledgeContext(sessions, knowledge)
         return cls(
@@ -163,6 +166,7 @@ class Runtime:
     async def close(self) -> None:
         if self.ingestion is not None:
             await self.ingestion.stop()
+        await self.knowledge.index.close()
         await self.usage.stop()
         await self.engines.close()
         if self.redis is not None:

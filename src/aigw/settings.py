@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     )
     kb_chunk_chars: int = Field(default=1000, ge=200, le=8000, description="Largest chunk, in characters")
     kb_chunk_overlap: int = Field(default=0, ge=0, le=2000, description="Characters shared by adjacent chunks")
+    kb_ann_min_chunks: int = Field(
+        default=20_000, ge=1, description="SQLite: from this many vectors, scopes this large search an HNSW graph"
+    )
     kb_fetch_allow: list[str] = Field(
         default_factory=list,
         description="Networks a URL may resolve to despite the SSRF rules (CIDRs, e.g. an intranet wiki)",

@@ -2,9 +2,10 @@
 
 SQLite: full text in an FTS5 table (BM25), vectors as float32 BLOBs in `kb_chunks`, searched exactly by an
 in-memory matrix that each worker keeps in step with the table (new rows are read past the highest id seen;
-deletions bump `kb_index_state.generation`). PostgreSQL: a generated tsvector column with a GIN index, and
-pgvector with an HNSW index for large scopes and an exact scan for small ones (pgvector 0.6 filters after the
-HNSW walk, so a small KB among many would otherwise come back short).
+deletions bump `kb_index_state.generation`); past a size threshold, large scopes go through an HNSW graph that
+follows the matrix and is kept in the data dir (`hnsw.py`). PostgreSQL: a generated tsvector column with a GIN
+index, and pgvector with an HNSW index for large scopes and an exact scan for small ones (pgvector 0.6 filters
+after the HNSW walk, so a small KB among many would otherwise come back short).
 
 Every search takes a `Scope` and applies it inside the query: the KBs (which are always one owner's), and the
 document tags to include or exclude.
@@ -26,6 +27,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aigw.knowledge.chunk import Chunk
+from aigw.knowledge.hnsw import HnswIndex, HnswOptions, Rows
 
 Vector = NDArray[np.float32]
 
@@ -114,6 +116,10 @@ class KnowledgeIndex(Protocol):
 
     async def similarities(self, db: AsyncSession, ids: Sequence[int], query: Vector) -> dict[int, float]: ...
 
+    async def close(self) -> None:
+        """Stop background work and persist what should outlive the process."""
+        ...
+
 
 def insert_params(
     document_id: int, kb_id: int, chunks: Sequence[Chunk], embeddings: Sequence[Any]
@@ -134,8 +140,11 @@ def insert_params(
     ]
 
 
-def build_index(dialect: str) -> KnowledgeIndex:
-    return SqliteIndex() if dialect == "sqlite" else PostgresIndex()
+def build_index(dialect: str, hnsw: HnswOptions | None = None) -> KnowledgeIndex:
+    """The index for a database dialect; on SQLite, `hnsw` adds the HNSW graph for large scopes."""
+    if dialect == "sqlite":
+        return SqliteIndex(HnswIndex(hnsw) if hnsw is not None else None)
+    return PostgresIndex()
 
 
 def _fts_match(terms: list[str]) -> str:
@@ -185,16 +194,21 @@ class _Matrix:
     def keep_only(self, live_ids: NDArray[np.int64]) -> None:
         self.alive[: self.size] &= np.isin(self.ids[: self.size], live_ids, assume_unique=True)
 
-    def search(
-        self, kb_ids: Sequence[int], doc_filter: NDArray[np.int64] | None, query: Vector, limit: int
-    ) -> list[tuple[int, float]]:
+    def rows(self, allocated: int) -> Rows:
         n = self.size
-        if n == 0 or query.shape[0] != self.dimensions:
-            return []
+        return Rows(self.ids[:n], self.alive[:n], self.vectors[:n], allocated)
+
+    def scope_rows(self, kb_ids: Sequence[int], doc_filter: NDArray[np.int64] | None) -> NDArray[np.intp]:
+        """The live rows of some KBs (and documents), ascending."""
+        n = self.size
         mask = self.alive[:n] & np.isin(self.kbs[:n], np.asarray(kb_ids, np.int64))
         if doc_filter is not None:
             mask &= np.isin(self.docs[:n], doc_filter)
-        rows = np.flatnonzero(mask)
+        return np.flatnonzero(mask)
+
+    def rank(self, rows: NDArray[np.intp], query: Vector, limit: int) -> list[tuple[int, float]]:
+        """The best `limit` of `rows` by an exact scan."""
+        n = self.size
         if rows.size == 0:
             return []
         # A full matrix-vector product is cheaper than gathering most rows; gather only a small scope.
@@ -220,8 +234,10 @@ class _Matrix:
 
 
 class SqliteIndex:
-    def __init__(self) -> None:
+    def __init__(self, hnsw: HnswIndex | None = None) -> None:
         self._matrix = _Matrix()
+        self.hnsw = hnsw
+        self._allocated = 0  # the highest chunk id SQLite ever gave out
         self._lock = asyncio.Lock()
         self._frequencies: dict[str, int] = {}  # chunks per query word, while the table is unchanged
         self._frequencies_at = (0, -1)
@@ -300,24 +316,49 @@ class SqliteIndex:
             where, params = scope.sql("d", document_column="id")
             result = await db.execute(_expanding(f"SELECT d.id FROM kb_documents d WHERE {where}", params), params)
             doc_filter = np.asarray([row[0] for row in result.all()], np.int64)
-        matrix = self._matrix
-        return await asyncio.to_thread(matrix.search, scope.kb_ids, doc_filter, query, limit)
+        return await asyncio.to_thread(self._search, self._matrix, scope.kb_ids, doc_filter, query, limit)
+
+    def _search(
+        self,
+        matrix: _Matrix,
+        kb_ids: Sequence[int],
+        doc_filter: NDArray[np.int64] | None,
+        query: Vector,
+        limit: int,
+    ) -> list[tuple[int, float]]:
+        if matrix.size == 0 or query.shape[0] != matrix.dimensions:
+            return []
+        rows = matrix.scope_rows(kb_ids, doc_filter)
+        if self.hnsw is not None:
+            n = matrix.size
+            found = self.hnsw.search(matrix.ids[:n], matrix.vectors[:n], rows, query, limit)
+            if found is not None:
+                return found
+        return matrix.rank(rows, query, limit)
 
     async def similarities(self, db: AsyncSession, ids: Sequence[int], query: Vector) -> dict[int, float]:  # noqa: ARG002
         # No sync: the ids were ranked moments ago from a matrix that vector() brought up to date.
         return self._matrix.similarities(ids, query)
 
+    async def close(self) -> None:
+        if self.hnsw is not None:
+            await asyncio.to_thread(self.hnsw.close)
+
     async def _sync(self, db: AsyncSession) -> None:
         """Bring the matrix up to the committed table: read new rows, and drop deleted ones."""
         state = (
             await db.execute(
-                text("SELECT (SELECT max(id) FROM kb_chunks), (SELECT generation FROM kb_index_state WHERE id = 1)")
+                text(
+                    "SELECT (SELECT max(id) FROM kb_chunks), (SELECT generation FROM kb_index_state WHERE id = 1), "
+                    "(SELECT seq FROM sqlite_sequence WHERE name = 'kb_chunks')"
+                )
             )
         ).one()
         last_id, generation = int(state[0] or 0), int(state[1] or 0)
         matrix = self._matrix
         if last_id <= matrix.last_id and generation == matrix.generation:
             return
+        self._allocated = max(self._allocated, int(state[2] or 0), last_id)
         async with self._lock:
             if generation != matrix.generation:
                 result = await db.execute(text("SELECT id FROM kb_chunks ORDER BY id"))
@@ -328,6 +369,8 @@ class SqliteIndex:
                     self._matrix = matrix = _compacted(matrix)
             if last_id > matrix.last_id:
                 await self._load_after(db, matrix)
+            if self.hnsw is not None:
+                self.hnsw.refresh(self._matrix.rows(self._allocated))
 
     async def _load_after(self, db: AsyncSession, matrix: _Matrix) -> None:
         result = await db.stream(
@@ -403,6 +446,9 @@ class PostgresIndex:
 
     async def deleted(self, db: AsyncSession) -> None:
         pass  # the database indexes follow deletions themselves
+
+    async def close(self) -> None:
+        pass
 
     async def fulltext(self, db: AsyncSession, scope: Scope, query: str, limit: int) -> list[tuple[int, float]]:
         """BM25-like ranking in two steps. PostgreSQL's ts_rank knows no inverse document frequency: without it a
