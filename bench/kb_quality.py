@@ -166,44 +166,54 @@ def cli(env: dict[str, str], cwd: Path, *args: str) -> str:
 @contextmanager
 def own_gateway(extra_env: dict[str, str]) -> Iterator[tuple[str, str]]:
     """Start `aigw serve` on a temporary data dir; yield its base URL and an API key."""
-    with tempfile.TemporaryDirectory(prefix="kb-quality-") as tmp:
-        data = Path(tmp)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIGW_")}
-        env.update(
-            AIGW_DATA_DIR=str(data),
-            AIGW_CONFIG=str(data / "none.toml"),  # never pick up an aigw.toml from elsewhere
-            AIGW_PRELOAD_MODELS="false",
-            AIGW_ACCESS_LOG="false",
-        )
-        env.update(extra_env)
+    with tempfile.TemporaryDirectory(prefix="kb-quality-") as tmp, serve_on(Path(tmp), extra_env) as served:
+        yield served
+
+
+@contextmanager
+def serve_on(data: Path, extra_env: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """Start `aigw serve` on `data` (a user and key are made the first time); yield its base URL and the key."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIGW_")}
+    env.update(
+        AIGW_DATA_DIR=str(data),
+        AIGW_CONFIG=str(data / "none.toml"),  # never pick up an aigw.toml from elsewhere
+        AIGW_PRELOAD_MODELS="false",
+        AIGW_ACCESS_LOG="false",
+    )
+    env.update(extra_env)
+    key_file = data / "bench-key.txt"
+    if not key_file.exists():
         cli(env, data, "user", "create", EMAIL, "--password", PASSWORD, "--rate-limit", "1000000")
-        key = cli(env, data, "key", "create", EMAIL, "--name", "kb-quality").splitlines()[-1]
-        port = free_port()
-        log = open(data / "server.log", "wb")  # closed below, after the server
-        proc = subprocess.Popen(
-            [AIGW, "serve", "--port", str(port)], env=env, cwd=data, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(600):
-                if proc.poll() is not None:
-                    sys.exit(f"aigw serve exited:\n{(data / 'server.log').read_text()[-3000:]}")
-                try:
-                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            else:
-                sys.exit("aigw serve did not answer /health within 60 s")
-            yield base, key
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
+        key_file.write_text(cli(env, data, "key", "create", EMAIL, "--name", "bench").splitlines()[-1])
+    key = key_file.read_text().strip()
+    port = free_port()
+    log = open(data / "server.log", "ab")  # closed below, after the server
+    proc = subprocess.Popen(
+        [AIGW, "serve", "--port", str(port)], env=env, cwd=data, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300  # models load before the server answers when they are preloaded
+        while True:
+            if proc.poll() is not None:
+                sys.exit(f"aigw serve exited:\n{(data / 'server.log').read_text()[-3000:]}")
             try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-            log.close()
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                sys.exit("aigw serve did not answer /health within 300 s")
+            time.sleep(0.1)
+        yield base, key
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
 
 
 def check(response: httpx.Response) -> Any:

@@ -19,16 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from difflib import SequenceMatcher
 from pathlib import Path
@@ -38,28 +33,24 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kb_quality import (
-    AIGW,
-    EMAIL,
-    PASSWORD,
     RESULTS,
     Question,
     check,
-    cli,
     command_line,
     corpus_files,
-    free_port,
     ingest,
     load_questions,
     machine,
     normalize,
     percentile,
+    serve_on,
 )
 
 # name -> environment of the gateway
 BUDGETS: dict[str, dict[str, str]] = {
     "0 passages": {"AIGW_KB_CONTEXT_CHUNKS": "0"},
-    "1 window": {"AIGW_KB_CONTEXT_CHUNKS": "1"},
-    "2 windows (default)": {},
+    "1 window (default)": {},
+    "2 windows": {"AIGW_KB_CONTEXT_CHUNKS": "2", "AIGW_KB_CONTEXT_CHARS": "700"},
     "4 windows": {"AIGW_KB_CONTEXT_CHUNKS": "4", "AIGW_KB_CONTEXT_CHARS": "1800", "AIGW_KB_CONTEXT_MARGIN": "2"},
     "4 whole chunks (before)": {
         "AIGW_KB_CONTEXT_CHUNKS": "4",
@@ -69,39 +60,6 @@ BUDGETS: dict[str, dict[str, str]] = {
     },
 }
 WORD = re.compile(r"[a-z][a-z0-9_-]{3,}")
-
-
-@contextmanager
-def serve(data: Path, extra: dict[str, str]) -> Iterator[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIGW_")}
-    env.update(AIGW_DATA_DIR=str(data), AIGW_CONFIG=str(data / "none.toml"), AIGW_ACCESS_LOG="false", **extra)
-    if not (data / "key.txt").exists():
-        cli(env, data, "user", "create", EMAIL, "--password", PASSWORD, "--rate-limit", "1000000")
-        (data / "key.txt").write_text(cli(env, data, "key", "create", EMAIL, "--name", "ttft").splitlines()[-1])
-    port = free_port()
-    with open(data / "server.log", "ab") as log:
-        proc = subprocess.Popen(
-            [AIGW, "serve", "--port", str(port)], env=env, cwd=data, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:  # the models are preloaded before the server answers
-            if proc.poll() is not None:
-                sys.exit(f"aigw serve exited:\n{(data / 'server.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                sys.exit("aigw serve did not start")
-            time.sleep(0.2)
-        yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(60)
 
 
 def span_in(span: str, excerpts: str) -> bool:
@@ -158,23 +116,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--questions", type=int, default=24)
     parser.add_argument("--num-predict", type=int, default=48)
+    parser.add_argument("--budgets", default=",".join(BUDGETS), help="comma-separated names from the table")
     args = parser.parse_args()
+    budgets = {name: BUDGETS[name] for name in args.budgets.split(",")}
     questions = load_questions()
     sample = questions[:: max(1, len(questions) // args.questions)][: args.questions]
     rows: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="kb-ttft-") as tmp:
         data = Path(tmp)
-        with serve(data, {}) as base:
-            with httpx.Client(base_url=base, timeout=600) as client:
-                client.headers["Authorization"] = f"Bearer {(data / 'key.txt').read_text().strip()}"
-                _, seconds, chunks = ingest(client, corpus_files(), timeout=3600)
-                print(f"ingested {chunks} chunks in {seconds:.0f} s", file=sys.stderr)
-        for name, env in BUDGETS.items():
-            with serve(data, env) as base, httpx.Client(base_url=base, timeout=600) as client:
-                client.headers["Authorization"] = f"Bearer {(data / 'key.txt').read_text().strip()}"
+        with serve_on(data, {}) as (base, key), httpx.Client(base_url=base, timeout=600) as client:
+            client.headers["Authorization"] = f"Bearer {key}"
+            _, seconds, chunks = ingest(client, corpus_files(), timeout=3600)
+            print(f"ingested {chunks} chunks in {seconds:.0f} s", file=sys.stderr)
+        for name, env in budgets.items():
+            served = serve_on(data, {**env, "AIGW_PRELOAD_MODELS": "true"})
+            with served as (base, key), httpx.Client(base_url=base, timeout=600) as client:
+                client.headers["Authorization"] = f"Bearer {key}"
                 check(client.get("/auth/me"))
                 ask(client, sample[-1], 1)  # warm: the model's first use in the process
                 results = [ask(client, q, args.num_predict) for q in sample]
+            slowest = sorted(zip(results, sample, strict=True), key=lambda rq: -rq[0]["ttft_ms"])[:2]
+            for r, q in slowest:
+                print(f"  slowest: {r['ttft_ms']:.0f} ms, {r['evaluated']} tokens read: {q.id}", file=sys.stderr)
             ttft = [r["ttft_ms"] for r in results]
             rows[name] = {
                 "ttft_p50_ms": statistics.median(ttft),
