@@ -262,11 +262,12 @@ class LlamaChatEngine:
             return "stop"
         if opening.ended:
             return self._finish_text(llm, job, tokens, tools, text)
-        return self._sample(llm, job, tokens + opening.tokens, limit, text, tools=tools)
+        # The opening's decoder goes on: its last token may have ended inside a multi-byte character.
+        return self._sample(llm, job, tokens + opening.tokens, limit, text, tools=tools, decoder=opening.decoder)
 
     def _opening(self, llm: Any, job: _Generation, tokens: list[int], tools: list[Tool]) -> _Opening:
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         opening = _Opening()
+        decoder = opening.decoder
         for token in self._tokens(llm, tokens, _GREEDY):
             if job.cancel.is_set():
                 break
@@ -280,7 +281,8 @@ class LlamaChatEngine:
                 return opening
             if len(opening.tokens) >= _OPENING_TOKENS:
                 break
-        opening.text += decoder.decode(b"", final=True)
+        if opening.ended:
+            opening.text += decoder.decode(b"", final=True)
         opening.kind = Opening.TEXT
         return opening
 
@@ -355,10 +357,11 @@ class LlamaChatEngine:
         text: _TextStream,
         *,
         tools: list[Tool] | None = None,
+        decoder: codecs.IncrementalDecoder | None = None,
     ) -> FinishReason:
         tools = tools or []
         scanner = self._scanner_for(tools, text)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        decoder = decoder or _utf8()
         finish: FinishReason = "stop"
         for token in self._tokens(llm, tokens, job.request.options):
             if job.cancel.is_set():
@@ -435,8 +438,13 @@ class LlamaChatEngine:
         )
 
 
+def _utf8() -> codecs.IncrementalDecoder:
+    return codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+
 @dataclass
 class _Opening:
+    decoder: codecs.IncrementalDecoder = field(default_factory=_utf8)
     tokens: list[int] = field(default_factory=list)
     text: str = ""
     kind: Opening = Opening.PENDING
