@@ -377,22 +377,23 @@ def test_arguments_always_match_the_schema_they_are_generated_under(chat_gateway
 SEED_SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
 
 
+def ask(gw: Gateway, key: str, question: str, options: dict[str, Any], *, tools: bool = True) -> list[Any]:
+    """The events of one question, asked after the seed's system prompt with the weather tool (or no tools)."""
+    body: dict[str, Any] = {"messages": [SEED_SYSTEM, {"role": "user", "content": question}], "options": options}
+    if tools:
+        body["tools"] = [WEATHER]
+    return sse_events(chat(gw, key, body))
+
+
+def text_of(events: list[Any]) -> str:
+    return "".join(d["content"] for k, d in events if k == "token")
+
+
 def test_the_seed_example_yields_a_tool_call_at_the_default_temperature_for_every_seed(chat_gateway: Gateway) -> None:
     user = chat_gateway.new_user()
     for seed in range(6):
-        events = sse_events(
-            chat(
-                chat_gateway,
-                user.key,
-                {
-                    "messages": [SEED_SYSTEM, {"role": "user", "content": "What is the weather like in Paris today?"}],
-                    "tools": [WEATHER],
-                    "options": {"seed": seed},
-                },
-            )
-        )
-        kinds = [kind for kind, _ in events]
-        assert kinds == ["tool_call", "done"], (seed, events)
+        events = ask(chat_gateway, user.key, "What is the weather like in Paris today?", {"seed": seed})
+        assert [kind for kind, _ in events] == ["tool_call", "done"], (seed, events)
         call = events[0][1]["tool_calls"][0]["function"]
         assert call["name"] == "get_weather" and call["arguments"]["city"].lower() == "paris", (seed, call)
         assert events[-1][1]["done_reason"] == "tool_calls"
@@ -402,54 +403,22 @@ def test_a_greeting_with_tools_offered_is_answered_in_text_not_an_invented_call(
     # Qwen2.5-Coder-0.5B greets back with a call of a "hello" tool that nobody offered: it must come out as text.
     user = chat_gateway.new_user()
     for seed in range(4):
-        events = sse_events(
-            chat(
-                chat_gateway,
-                user.key,
-                {
-                    "messages": [SEED_SYSTEM, {"role": "user", "content": "Hello!"}],
-                    "tools": [WEATHER],
-                    "options": {"seed": seed, "num_predict": 24},
-                },
-            )
-        )
-        text = "".join(d["content"] for k, d in events if k == "token")
+        events = ask(chat_gateway, user.key, "Hello!", {"seed": seed, "num_predict": 24})
+        text = text_of(events)
         assert "tool_call" not in [k for k, _ in events], (seed, events)
         assert text.strip() and "{" not in text[:1] and "<|" not in text, (seed, text)
 
 
 def test_an_answer_that_is_json_data_streams_as_text(chat_gateway: Gateway) -> None:
-    events = sse_events(
-        chat(
-            chat_gateway,
-            chat_gateway.new_user().key,
-            {
-                "messages": [
-                    SEED_SYSTEM,
-                    {"role": "user", "content": "Reply with only a JSON object describing a cat, with name and age."},
-                ],
-                "tools": [WEATHER],
-                "options": {**GREEDY, "num_predict": 48},
-            },
-        )
-    )
+    question = "Reply with only a JSON object describing a cat, with name and age."
+    events = ask(chat_gateway, chat_gateway.new_user().key, question, {**GREEDY, "num_predict": 48})
     assert "tool_call" not in [k for k, _ in events], events
-    text = "".join(d["content"] for k, d in events if k == "token")
-    assert '"name"' in text and "{" in text, text
+    assert '"name"' in text_of(events) and "{" in text_of(events), events
 
 
 def test_no_end_or_control_token_ever_reaches_the_text(chat_gateway: Gateway) -> None:
     user = chat_gateway.new_user()
     for seed in range(3):
-        events = sse_events(
-            chat(
-                chat_gateway,
-                user.key,
-                {
-                    "messages": [{"role": "user", "content": "Say hi, then stop."}],
-                    "options": {"seed": seed, "temperature": 1.2, "num_predict": 64},
-                },
-            )
-        )
-        text = "".join(d["content"] for k, d in events if k == "token")
+        options = {"seed": seed, "temperature": 1.2, "num_predict": 64}
+        text = text_of(ask(chat_gateway, user.key, "Say hi, then stop.", options, tools=False))
         assert "<|" not in text and "|>" not in text, (seed, text)

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import Gateway, LlamaServer, free_port, start_gateway
 from doubles.ollama import OllamaProtocolDouble
-from test_chat import chat, sse_events
+from test_chat import chat, sse_events, text_of
 
 GREEDY = {"temperature": 0, "seed": 1, "num_predict": 12}
 
@@ -40,10 +40,6 @@ def backends_gateway(
     )
     yield gw
     gw.stop()
-
-
-def text_of(events: list[tuple[str, dict[str, object]]]) -> str:
-    return "".join(str(data["content"]) for kind, data in events if kind == "token")
 
 
 def test_ollama_backend_answers_through_api_chat(
