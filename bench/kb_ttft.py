@@ -50,8 +50,12 @@ from kb_quality import (
 BUDGETS: dict[str, dict[str, str]] = {
     "0 passages": {"AIGW_KB_CONTEXT_CHUNKS": "0"},
     "1 window (default)": {},
-    "2 windows": {"AIGW_KB_CONTEXT_CHUNKS": "2", "AIGW_KB_CONTEXT_CHARS": "700"},
-    "4 windows": {"AIGW_KB_CONTEXT_CHUNKS": "4", "AIGW_KB_CONTEXT_CHARS": "1800", "AIGW_KB_CONTEXT_MARGIN": "2"},
+    "2 windows (700 chars)": {"AIGW_KB_CONTEXT_CHUNKS": "2", "AIGW_KB_CONTEXT_CHARS": "700"},
+    "4 windows (1800 chars)": {
+        "AIGW_KB_CONTEXT_CHUNKS": "4",
+        "AIGW_KB_CONTEXT_CHARS": "1800",
+        "AIGW_KB_CONTEXT_MARGIN": "2",
+    },
     "4 whole chunks (before)": {
         "AIGW_KB_CONTEXT_CHUNKS": "4",
         "AIGW_KB_CONTEXT_CHARS": "4000",

@@ -22,6 +22,7 @@ from aigw.chat.service import InjectedContext
 from aigw.engines.embed.base import EmbeddingEngine
 from aigw.engines.llm.base import ChatMessage
 from aigw.errors import AigwError
+from aigw.knowledge.index import Scope
 from aigw.knowledge.retrieve import Hit
 from aigw.knowledge.service import KnowledgeService
 from aigw.store.models import KnowledgeBase
@@ -82,11 +83,13 @@ class KnowledgeContext:
         question = question_of(messages)
         if not question or self.max_chunks == 0:
             return None
+        question = question[:2000]
         async with self.sessions() as db:
-            if await db.scalar(select(KnowledgeBase.id).where(KnowledgeBase.user_id == user_id).limit(1)) is None:
+            kb_ids = list(await db.scalars(select(KnowledgeBase.id).where(KnowledgeBase.user_id == user_id)))
+            if not kb_ids:
                 return None
             try:
-                hits = await self.service.query(db, user_id, None, question[:2000], top_k=self.max_chunks * 2)
+                hits = await self.service.query(db, user_id, kb_ids, question, top_k=self.max_chunks * 2)
             except AigwError as exc:
                 # Chat still answers without context when retrieval cannot run (e.g. a remote embedder is down).
                 log.warning("knowledge-base retrieval failed; answering without it", extra={"error": exc.message})
@@ -94,7 +97,7 @@ class KnowledgeContext:
         chosen = self.choose(hits)
         if not chosen:
             return None
-        excerpts = await self.excerpts(question, chosen)
+        excerpts = await self.excerpts(Scope(kb_ids), question, chosen)
         blocks = [f"[{n}] {label(hit)}\n{text}" for n, (hit, text) in enumerate(zip(chosen, excerpts, strict=True), 1)]
         sources = [
             {
@@ -131,7 +134,7 @@ class KnowledgeContext:
                 break
         return chosen
 
-    async def excerpts(self, question: str, hits: list[Hit]) -> list[str]:
+    async def excerpts(self, scope: Scope, question: str, hits: list[Hit]) -> list[str]:
         """Each hit cut to the sentences around the one closest to the question, within the character budget."""
         per_hit = max(80, min(self.window_chars, self.max_chars // len(hits)))
         split = [sentences(hit.content) or [hit.content] for hit in hits]
@@ -139,8 +142,9 @@ class KnowledgeContext:
             return [hit.content for hit in hits]
         flat = [part for parts in split for part in parts]
         try:
-            vectors = await self.embedder.embed([question, *flat], purpose="query")
-            scores = vectors[1:] @ vectors[0]
+            # The search just embedded the question for this scope: its vector comes from the retriever's cache.
+            asked = await self.service.retriever.query_vector(scope, question)
+            scores = await self.embedder.embed(flat, purpose="query") @ asked
         except AigwError as exc:
             log.warning("sentence scoring failed; using chunk openings", extra={"error": exc.message})
             return [window(parts, 0, per_hit) for parts in split]
