@@ -46,11 +46,16 @@ async def test_onnx_int8_vectors_agree_with_torch_and_keep_the_ranking(
     engine = await onnx_engine(models_dir)
     try:
         fast = await engine.embed(TEXTS, purpose="query")
+        # Several texts run one per thread, longest first: each comes back in its place, as it is alone.
+        alone = np.concatenate([await engine.embed([text], purpose="query") for text in TEXTS])
+        reordered = await engine.embed(TEXTS[::-1], purpose="document")
         assert (models_dir / "all-MiniLM-L6-v2.int8.onnx").is_file()
     finally:
         await engine.close()
     exact = await torch_engine.embed(TEXTS, purpose="query")
     assert fast.shape == exact.shape == (4, 384)
+    np.testing.assert_allclose(fast, alone, atol=1e-4)
+    np.testing.assert_allclose(fast, reordered[::-1], atol=1e-4)
     np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
     assert np.min(np.sum(fast * exact, axis=1)) > 0.98
     query, paraphrase, unrelated = fast[:3]

@@ -248,6 +248,8 @@ class SentenceTransformerEngine:
             except Exception as exc:  # the engine boundary: whatever torch raises becomes one typed error
                 log.exception("embedding failed", extra={"engine": self.name})
                 job.deliver(EngineUnavailable(f"The embedding model failed: {type(exc).__name__}: {exc}"))
+        if self._onnx is not None:
+            self._onnx.close()
         self._fail_waiting()
 
     def _step(self, job: _Job) -> bool:
