@@ -111,7 +111,7 @@ class Runtime:
         index = build_index(
             db.dialect.name, HnswOptions(settings.data_dir / "kb", embedder.model_id, settings.kb_ann_min_chunks)
         )
-        knowledge = KnowledgeService(settings, index, Retriever(index, embedder))
+        knowledge = KnowledgeService(settings, index, Retriever(index, embedder, sessions=sessions))
         chat.context = KnowledgeContext(sessions, knowledge)
         return cls(
             settings=settings,

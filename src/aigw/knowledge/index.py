@@ -3,9 +3,10 @@
 SQLite: full text in an FTS5 table (BM25), vectors as float32 BLOBs in `kb_chunks`, searched exactly by an
 in-memory matrix that each worker keeps in step with the table (new rows are read past the highest id seen;
 deletions bump `kb_index_state.generation`); past a size threshold, large scopes go through an HNSW graph that
-follows the matrix and is kept in the data dir (`hnsw.py`). PostgreSQL: a generated tsvector column with a GIN
-index, and pgvector with an HNSW index for large scopes and an exact scan for small ones (pgvector 0.6 filters
-after the HNSW walk, so a small KB among many would otherwise come back short).
+follows the matrix and is kept in the data dir (`hnsw.py`). PostgreSQL: tsvectors with a GIN index in their own
+narrow table, `kb_chunks_fts` (a full-text query then reads small rows, not chunks with their vectors), and
+pgvector with an HNSW index for large scopes and an exact scan for small ones (pgvector 0.6 filters after the
+HNSW walk, so a small KB among many would otherwise come back short).
 
 Every search takes a `Scope` and applies it inside the query: the KBs (which are always one owner's), and the
 document tags to include or exclude.
@@ -406,6 +407,13 @@ def _pg_vector(vector: Vector) -> str:
     return "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
 
 
+def _count_cap(chunks: int) -> int:
+    """How far a word's chunks are counted in a scope of `chunks`: all of them in a scope too small to prune,
+    else up to four times the pruning share. A word past that is in over 8% of a large scope: counting it exactly
+    read ~20k rows (20 ms) at 100k chunks, to learn only that its weight is small; it is weighted as if at the cap."""
+    return chunks if chunks < PRUNE_MIN_CHUNKS else math.ceil(4 * PRUNE_SHARE * chunks)
+
+
 class PostgresIndex:
     def __init__(self) -> None:
         self.dimensions = 0
@@ -443,6 +451,13 @@ class PostgresIndex:
             ),
             rows,
         )
+        await db.execute(
+            text(
+                "INSERT INTO kb_chunks_fts (id, kb_id, document_id, tsv) SELECT id, kb_id, document_id, "
+                "to_tsvector('english', context || ' ' || content) FROM kb_chunks WHERE document_id = :document_id"
+            ),
+            {"document_id": document_id},
+        )
 
     async def deleted(self, db: AsyncSession) -> None:
         pass  # the database indexes follow deletions themselves
@@ -461,7 +476,7 @@ class PostgresIndex:
             return []
         where, params = scope.sql()
         total = max(await self._chunks_in_scope(db, params["scope_kbs"]), 1)
-        frequencies = await self._frequencies(db, scope, terms)
+        frequencies = await self._frequencies(db, scope, terms, _count_cap(total))
         # Counts are remembered for a minute, so one can exceed a scope that shrank since: clamp, keeping idf > 0.
         frequencies = {t: min(n, total) for t, n in frequencies.items()}
         idf = {t: math.log(1 + (total - frequencies[t] + 0.5) / (frequencies[t] + 0.5)) for t in terms}
@@ -472,7 +487,7 @@ class PostgresIndex:
         rank = " + ".join(f"{idf[t]:.6f} * ts_rank(m.tsv, q.q{i}, 1)" for i, t in enumerate(terms))
         sql = (
             f"WITH q AS (SELECT {term_queries}, to_tsquery('english', :selective) AS qa), "
-            f"m AS MATERIALIZED (SELECT c.id, c.tsv FROM kb_chunks c, q WHERE c.tsv @@ q.qa AND {where} "
+            f"m AS MATERIALIZED (SELECT c.id, c.tsv FROM kb_chunks_fts c, q WHERE c.tsv @@ q.qa AND {where} "
             f"ORDER BY ts_rank(c.tsv, q.qa, 1) DESC LIMIT {PG_CANDIDATES}) "
             f"SELECT m.id, {rank} AS rank FROM m, q ORDER BY rank DESC LIMIT :limit"
         )
@@ -485,8 +500,9 @@ class PostgresIndex:
         result = await db.execute(_expanding(sql, params), values)
         return [(int(chunk_id), float(rank)) for chunk_id, rank in result.all() if rank > 0]
 
-    async def _frequencies(self, db: AsyncSession, scope: Scope, terms: list[str]) -> dict[str, int]:
-        """How many chunks of the scope each word is in (a GIN index count), remembered for a minute."""
+    async def _frequencies(self, db: AsyncSession, scope: Scope, terms: list[str], cap: int) -> dict[str, int]:
+        """How many chunks of the scope each word is in, counted up to `cap` (a GIN index scan), remembered for a
+        minute."""
         now = time.monotonic()
         key_scope = (tuple(sorted(scope.kb_ids)), tuple(scope.include_tags), tuple(scope.exclude_tags))
         where, params = scope.sql()
@@ -498,9 +514,11 @@ class PostgresIndex:
                 continue
             count = await db.scalar(
                 _expanding(
-                    f"SELECT count(*) FROM kb_chunks c WHERE c.tsv @@ to_tsquery('english', :t) AND {where}", params
+                    "SELECT count(*) FROM (SELECT 1 FROM kb_chunks_fts c "
+                    f"WHERE c.tsv @@ to_tsquery('english', :t) AND {where} LIMIT :cap) AS found",
+                    params,
                 ),
-                {**params, "t": term},
+                {**params, "t": term, "cap": cap},
             )
             found[term] = int(count or 0)
             if len(self._frequency_cache) > 50_000:

@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import bindparam, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aigw.engines.embed.base import EmbeddingEngine
 from aigw.knowledge.index import KnowledgeIndex, Scope
@@ -46,9 +46,17 @@ class Hit:
 
 
 class Retriever:
-    def __init__(self, index: KnowledgeIndex, embedder: EmbeddingEngine, cache_size: int = QUERY_CACHE) -> None:
+    def __init__(
+        self,
+        index: KnowledgeIndex,
+        embedder: EmbeddingEngine,
+        cache_size: int = QUERY_CACHE,
+        sessions: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
         self.index = index
         self.embedder = embedder
+        # With a session factory, a hybrid search runs its vector side on a second connection, beside full text.
+        self._sessions = sessions
         # Query vectors by searched scope and text: a repeated question (a site's FAQ) skips the model. Keyed by
         # the scope, so a fast answer never tells one user what another has just asked.
         self._vectors: OrderedDict[tuple[tuple[int, ...], str], Vector] = OrderedDict()
@@ -71,29 +79,43 @@ class Retriever:
         """The `top_k` best chunks in `scope` for `query`, best first."""
         if not scope.kb_ids:
             return []
-        # The query is embedded (on the model's thread) while the full-text side runs.
+        candidates = max(CANDIDATES, top_k * 4)
+        # The query is embedded (on the model's thread) while the full-text side runs; with a second connection,
+        # the vector search runs beside full text too.
         embedding = asyncio.ensure_future(self.query_vector(scope, query)) if mode != "fulltext" else None
+        beside = (
+            asyncio.ensure_future(self._vector_beside(embedding, scope, candidates))
+            if mode == "hybrid" and embedding is not None and self._sessions is not None
+            else None
+        )
         try:
-            candidates = max(CANDIDATES, top_k * 4)
             by_text = []
             if mode != "vector":
                 by_text = await self.index.fulltext(db, scope, query, candidates if mode == "hybrid" else top_k)
             vector = await embedding if embedding is not None else None
+            by_vector = await beside if beside is not None else None
         finally:
-            if embedding is not None and not embedding.done():
-                embedding.cancel()
+            for task in (embedding, beside):
+                if task is not None and not task.done():
+                    task.cancel()
         scores: dict[int, float]
+        similarities: dict[int, float] = {}
         if vector is None:
             best = by_text[0][1] if by_text else 1.0
             scores = {chunk_id: rank / best for chunk_id, rank in by_text}
         elif mode == "vector":
             ranked = await self.index.vector(db, scope, vector, top_k)
             scores = {chunk_id: max(0.0, min(1.0, sim)) for chunk_id, sim in ranked}
+            similarities = dict(ranked)
         else:
-            by_vector = await self.index.vector(db, scope, vector, candidates)
+            if by_vector is None:
+                by_vector = await self.index.vector(db, scope, vector, candidates)
             scores = fuse(by_text, by_vector)
+            similarities = dict(by_vector)
         chosen = sorted(scores, key=lambda c: -scores[c])[:top_k]
-        similarities = await self.index.similarities(db, chosen, vector) if vector is not None else {}
+        missing = [chunk_id for chunk_id in chosen if chunk_id not in similarities]
+        if vector is not None and missing:  # found by full text only: its similarity is read for these alone
+            similarities.update(await self.index.similarities(db, missing, vector))
         rows = await chunk_rows(db, chosen)
         hits = []
         for chunk_id in chosen:
@@ -115,6 +137,14 @@ class Retriever:
                 )
             )
         return hits
+
+    async def _vector_beside(
+        self, embedding: asyncio.Future[Vector], scope: Scope, limit: int
+    ) -> list[tuple[int, float]]:
+        assert self._sessions is not None
+        vector = await embedding
+        async with self._sessions() as db:
+            return await self.index.vector(db, scope, vector, limit)
 
 
 def fuse(by_text: Sequence[tuple[int, float]], by_vector: Sequence[tuple[int, float]]) -> dict[int, float]:
