@@ -89,10 +89,12 @@ def test_temperature_zero_repeats_and_sampling_varies(chat_gateway: Gateway) -> 
         }
         return "".join(d["content"] for k, d in sse_events(chat(chat_gateway, user.key, body)) if k == "token")
 
-    # Greedy decoding repeats even across the prompt cache. (At temperature > 0 the seed fixes the
-    # sampler, but reusing cached prompt tokens can move logits in their last bits, so no promise.)
+    # A repeated request reuses the evaluated prompt and still gives the same answer: greedily, and when
+    # sampled with the same seed; other seeds give other answers.
     assert text({"temperature": 0}) == text({"temperature": 0})
-    assert len({text({"temperature": 1.5, "seed": s}) for s in range(3)}) > 1
+    sampled = [text({"temperature": 1.5, "seed": s}) for s in (1, 1, 2, 3)]
+    assert sampled[0] == sampled[1]
+    assert len(set(sampled)) > 1
 
 
 def test_follow_up_turn_reuses_the_evaluated_history(chat_gateway: Gateway) -> None:
@@ -110,6 +112,25 @@ def test_follow_up_turn_reuses_the_evaluated_history(chat_gateway: Gateway) -> N
     # Everything up to the new turn was already evaluated: only the new tokens are read.
     assert done["prompt_cached_count"] >= first[-1][1]["prompt_eval_count"] > 100
     assert done["prompt_eval_count"] - done["prompt_cached_count"] < 30
+
+
+def test_one_users_prompt_is_not_reused_for_another(chat_gateway: Gateway) -> None:
+    """The engine keeps the last prompt evaluated; if another user's request reused it, `prompt_cached_count`
+    (and the time to the first token) would tell that user how much of a guessed prefix someone else sent."""
+    alice, mallory = chat_gateway.new_user(), chat_gateway.new_user()
+
+    def send(key: str, content: str) -> dict[str, Any]:
+        body = {"messages": [{"role": "user", "content": content}], "options": {**GREEDY, "num_predict": 2}}
+        return sse_events(chat(chat_gateway, key, body))[-1][1]
+
+    secret = "The vault code is 4417 and the spare key is under the third flowerpot. " * 3
+    send(alice.key, secret)
+    guess = send(mallory.key, secret[:120] + "guessing the rest?")
+    assert guess["prompt_cached_count"] == 0
+    # A user's own follow-up still reuses their prompt.
+    send(mallory.key, "Tell me a colour. " * 8)
+    again = send(mallory.key, "Tell me a colour. " * 8 + "A warm one.")
+    assert again["prompt_cached_count"] > 30
 
 
 def test_num_predict_caps_the_answer(chat_gateway: Gateway) -> None:

@@ -7,12 +7,15 @@ import asyncio
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from pydantic import SecretStr
 from starlette.types import Receive, Scope, Send
 
+from aigw.chat.service import build_engine
 from aigw.engines.llm.base import (
     ChatDone,
     ChatEngine,
@@ -31,6 +34,7 @@ from aigw.engines.llm.base import (
 from aigw.engines.llm.ollama import OllamaChatEngine
 from aigw.engines.llm.openai_compat import OpenAIChatEngine
 from aigw.errors import EngineUnavailable
+from aigw.settings import ChatBackend
 from conftest import LlamaServer
 from doubles.ollama import OllamaProtocolDouble, ServerThread
 
@@ -76,6 +80,17 @@ async def ollama(ollama_double: OllamaProtocolDouble) -> AsyncIterator[OllamaCha
     engine = OllamaChatEngine(name="ollama-test", base_url=ollama_double.url, model="qwen2.5-coder:0.5b")
     yield engine
     await engine.close()
+
+
+async def test_an_ollama_backend_sends_its_configured_api_key(ollama_double: OllamaProtocolDouble) -> None:
+    backend = ChatBackend(engine="ollama", base_url=ollama_double.url, model="m", api_key=SecretStr("ollama-token"))
+    engine = build_engine(backend, "ollama-keyed", Path("/nonexistent"))
+    try:
+        ollama_double.reply_text(["ok"])
+        await collect(engine, user("hi"))
+    finally:
+        await engine.close()
+    assert ollama_double.authorizations[-1] == "Bearer ollama-token"
 
 
 def test_ollama_engine_satisfies_the_chat_engine_protocol() -> None:

@@ -42,6 +42,10 @@ def query(client: httpx.Client, kb_id: int, text: str, **extra: Any) -> list[dic
     return results
 
 
+RUSSIAN = "Стажёры получают двенадцать дней оплачиваемого отпуска в год. Заявление подаётся за две недели."
+JAPANESE = "インターンは年に十二日の有給休暇を取得できます。申請は二週間前までに行ってください。"
+
+
 def site_app() -> Starlette:
     async def faq(_: Request) -> Response:
         return Response(html_document(), media_type="text/html; charset=utf-8")
@@ -55,12 +59,22 @@ def site_app() -> Starlette:
     async def image(_: Request) -> Response:
         return Response(b"\x89PNG\r\n\x1a\n" + b"\0" * 64, media_type="image/png")
 
+    async def cyrillic(_: Request) -> Response:  # the charset is declared in the header only
+        page = f"<html><head><title>Отпуск</title></head><body><p>{RUSSIAN}</p></body></html>"
+        return Response(page.encode("windows-1251"), headers={"Content-Type": "text/html; charset=windows-1251"})
+
+    async def japanese(_: Request) -> Response:  # the charset is declared in the page only
+        page = f'<html><head><meta charset="shift_jis"><title>休暇</title></head><body><p>{JAPANESE}</p></body></html>'
+        return Response(page.encode("shift_jis"), headers={"Content-Type": "text/html"})
+
     return Starlette(
         routes=[
             Route("/faq", faq),
             Route("/to-private", to_private),
             Route("/to-metadata", to_metadata),
             Route("/image", image),
+            Route("/cyrillic", cyrillic),
+            Route("/japanese", japanese),
         ]
     )
 
@@ -252,6 +266,21 @@ def test_bad_uploads_get_clear_4xx(kb_gateway: Gateway) -> None:
     assert client.get(f"/api/kb/{kb_id}/documents").json() == []
 
 
+def test_text_in_other_charsets_is_read_as_written(kb_gateway: Gateway, site: ServerThread) -> None:
+    """A page's charset comes from its header or its <meta>; an upload that declares none is detected."""
+    client = kb_gateway.client(kb_gateway.new_user().key)
+    for path, expected in (("/cyrillic", RUSSIAN), ("/japanese", JAPANESE), (None, RUSSIAN)):
+        kb_id = client.post("/api/kb", json={"name": f"charset {path}"}).json()["id"]
+        if path is None:
+            resp = upload(client, kb_id, "notes.txt", (RUSSIAN + "\n").encode("windows-1251") * 3)
+        else:
+            resp = client.post(f"/api/kb/{kb_id}/documents", data={"url": site.url + path})
+        assert resp.status_code == 202, resp.text
+        assert wait_ready(client, kb_id, resp.json()["id"])["status"] == "ready"
+        [hit] = query(client, kb_id, expected[:20], top_k=1)
+        assert expected[:40] in hit["content"], (path, hit["content"])
+
+
 def test_a_document_without_text_fails_with_a_reason(kb_gateway: Gateway) -> None:
     client = kb_gateway.client(kb_gateway.new_user().key)
     kb_id = client.post("/api/kb", json={"name": "Blank"}).json()["id"]
@@ -266,13 +295,18 @@ def test_a_document_without_text_fails_with_a_reason(kb_gateway: Gateway) -> Non
 
 
 @pytest.mark.parametrize(
-    ("path", "why"), [("/to-private", "private"), ("/to-metadata", "metadata"), ("/image", "content type")]
+    ("path", "status", "code"),
+    [
+        ("/to-private", 422, "url_not_allowed"),
+        ("/to-metadata", 422, "url_not_allowed"),
+        ("/image", 415, "unsupported_url_content"),
+    ],
 )
 def test_url_ingestion_refuses_redirects_to_internal_addresses(
-    kb_gateway: Gateway, site: ServerThread, path: str, why: str
+    kb_gateway: Gateway, site: ServerThread, path: str, status: int, code: str
 ) -> None:
     client = kb_gateway.client(kb_gateway.new_user().key)
     kb_id = client.post("/api/kb", json={"name": "Web"}).json()["id"]
     resp = client.post(f"/api/kb/{kb_id}/documents", data={"url": site.url + path})
-    assert resp.status_code in (415, 422), (why, resp.text)
+    assert (resp.status_code, resp.json()["code"]) == (status, code), resp.text
     assert client.get(f"/api/kb/{kb_id}/documents").json() == []

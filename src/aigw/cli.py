@@ -21,7 +21,8 @@ from aigw.errors import AigwError
 from aigw.knowledge.progress import unit_of
 from aigw.knowledge.service import DocumentInfo
 from aigw.runtime import Runtime
-from aigw.settings import get_settings
+from aigw.settings import get_settings, redacted_url
+from aigw.store.private import keep_files_private, loose_paths
 
 app = typer.Typer(help="aigw: a self-hosted AI gateway.", no_args_is_help=True, add_completion=False)
 user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
@@ -335,8 +336,15 @@ def doctor() -> None:
         f"aigw {__version__} on Python {platform.python_version()} ({platform.machine()}, {os.cpu_count()} cores)"
     )
     typer.echo(f"data dir      {settings.data_dir.resolve()}")
-    typer.echo(f"database      {settings.resolved_database_url.split('@')[-1]}")
-    typer.echo(f"redis         {settings.redis_url or '(none: in-process rate limits)'}")
+    for path, mode in loose_paths(settings.data_dir):
+        typer.secho(
+            f"warning       {path} is open to other accounts (mode {mode:04o}): chmod go-rwx it",
+            fg=typer.colors.YELLOW,
+        )
+    typer.echo(f"database      {redacted_url(settings.resolved_database_url)}")
+    typer.echo(
+        f"redis         {redacted_url(settings.redis_url) if settings.redis_url else '(none: in-process rate limits)'}"
+    )
 
     async def work(rt: Runtime) -> None:
         for name, up in (await rt.health()).items():
@@ -352,6 +360,7 @@ def doctor() -> None:
 
 
 def main() -> None:
+    keep_files_private()  # before anything is written, by this process or the workers it starts
     try:
         app()
     except ValidationError as exc:  # settings from env or aigw.toml: say which, without a traceback

@@ -30,6 +30,7 @@ from aigw.knowledge.retrieve import Retriever
 from aigw.knowledge.service import KnowledgeService
 from aigw.settings import Settings
 from aigw.store.db import create_engine, migrate, session_factory
+from aigw.store.private import make_private_dir
 
 log = logging.getLogger("aigw.runtime")
 
@@ -85,7 +86,7 @@ class Runtime:
         # numpy's OpenBLAS threads spin while they wait and fought torch's threads for the cores: one BLAS
         # thread took KB vector search from 42 to 23 ms p50 and 120 to 43 ms p95 (bench/kb_scale.py, 10k chunks).
         threadpoolctl.threadpool_limits(limits=1, user_api="blas")
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(settings.data_dir)
         secret = settings.secret()
         db = create_engine(settings.resolved_database_url)
 

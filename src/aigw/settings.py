@@ -158,6 +158,22 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+_SECRET_PARAMETERS = frozenset({"password", "passwd", "pass", "sslpassword", "token", "secret"})
+
+
+def redacted_url(url: str) -> str:
+    """A database or Redis URL fit to print: its password replaced by ***."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+        query = {k: "***" if k.lower() in _SECRET_PARAMETERS else v for k, v in parsed.query.items()}
+        return parsed.set(query=query).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return url.split("://", 1)[0] + "://(unparsable URL not shown)"
+
+
 def load_or_create_secret(path: Path) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():

@@ -75,6 +75,7 @@ class _Status:
 @dataclass
 class _Record:
     requests: list[dict[str, Any]] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)  # each /api/chat request's Authorization
     client_ports: list[int] = field(default_factory=list)
     streams_abandoned: int = 0
     streams_completed: int = 0
@@ -164,6 +165,10 @@ class OllamaProtocolDouble:
     # -- inspection --------------------------------------------------------------------------------------
 
     @property
+    def authorizations(self) -> list[str | None]:
+        return self._record.authorizations
+
+    @property
     def requests(self) -> list[dict[str, Any]]:
         return self._record.requests
 
@@ -233,6 +238,7 @@ class OllamaProtocolDouble:
     async def _chat(self, request: Request) -> Response:
         body = orjson.loads(await request.body())
         self._record.requests.append(body)
+        self._record.authorizations.append(request.headers.get("authorization"))
         self._record.client_ports.append(request.client.port if request.client else 0)
         reply = self._replies.popleft() if self._replies else _Stream([])
         if isinstance(reply, _Status):

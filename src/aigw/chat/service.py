@@ -121,6 +121,7 @@ class ChatService:
     async def start(self, user_id: int, model: str | None, request: ChatRequest, *, inject: bool = True) -> ChatSession:
         """Resolve the model and, when `inject`, add the user's knowledge-base context to the conversation."""
         chosen = self.model(model)
+        request.owner = f"user:{user_id}"
         session = ChatSession(chosen, request)
         if inject and self.context is not None:
             injected = await self.context.context_for(user_id, request.messages)
@@ -163,7 +164,9 @@ def build_engine(backend: ChatBackend, name: str, models_dir: Path) -> ChatEngin
     if backend.engine == "ollama":
         from aigw.engines.llm.ollama import OllamaChatEngine
 
-        return OllamaChatEngine(name=name, base_url=backend.base_url, model=backend.model, timeout=backend.timeout)
+        return OllamaChatEngine(
+            name=name, base_url=backend.base_url, model=backend.model, api_key=api_key, timeout=backend.timeout
+        )
     from aigw.engines.llm.openai_compat import OpenAIChatEngine
 
     return OpenAIChatEngine(

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Literal, cast
 
+import charset_normalizer
 import filetype  # type: ignore[import-untyped]
 import pypdfium2 as pdfium  # type: ignore[import-untyped]
 import trafilatura
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from PIL import Image, UnidentifiedImageError
+from w3lib.encoding import html_to_unicode
 
 from aigw.engines.ocr.tesseract import image_to_text
 from aigw.errors import InvalidField, UnsupportedMediaType
@@ -48,6 +50,7 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16-le"),
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
+_DETECT_BYTES = 256 * 1024  # detection reads this much of a document
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 
 _HTML_MEDIA_TYPES = frozenset({"text/html", "application/xhtml+xml"})
@@ -249,8 +252,8 @@ def _decode_head(head: bytes) -> str | None:
         return codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError:
         pass
-    text = _decode_8bit(head)
-    # Legacy 8-bit text has letters and punctuation; binary data decoded this way is full of controls.
+    text = _decode_legacy(head)
+    # Legacy-encoded text has letters and punctuation; binary data decoded this way is full of controls.
     return text if len(_UNPRINTABLE.findall(text)) * 100 <= len(text) else None
 
 
@@ -262,15 +265,33 @@ def _decode_document(data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        return _decode_8bit(data)
+        return _decode_legacy(data)
 
 
-def _decode_8bit(data: bytes) -> str:
-    # Not all text in the wild is UTF-8: Windows-1252 (a superset of Latin-1's printable range) is the usual other.
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
+def legacy_encoding(data: bytes) -> str:
+    """The encoding of text that is not UTF-8 and declares none: what charset-normalizer finds most plausible
+    (Shift_JIS, GBK, windows-1251...), else Windows-1252, the usual other encoding in the wild."""
+    best = charset_normalizer.from_bytes(data[:_DETECT_BYTES]).best()
+    return best.encoding if best is not None else "cp1252"
+
+
+def _decode_legacy(data: bytes) -> str:
+    return data.decode(legacy_encoding(data), errors="replace")
+
+
+def utf8_body(body: bytes, content_type: str | None) -> bytes:
+    """A fetched text document re-encoded as UTF-8, decoded by (in this order) its byte-order mark, the charset
+    its Content-Type declares, an HTML <meta> charset, or detection (w3lib's rules, as web crawlers use)."""
+
+    def detect(data: bytes) -> str:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return legacy_encoding(data)
+        return "utf-8"
+
+    _, text = html_to_unicode(content_type, body, auto_detect_fun=detect)
+    return text.encode("utf-8")
 
 
 def _text_kind(text: str, filename: str | None, declared_type: str | None) -> tuple[DocumentKind, str]:

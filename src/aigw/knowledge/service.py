@@ -24,7 +24,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aigw.errors import InvalidField, NotFound, PayloadTooLarge
-from aigw.knowledge.extract import sniff, tesseract_language
+from aigw.knowledge.extract import sniff, tesseract_language, utf8_body
 from aigw.knowledge.fetch import fetch_url
 from aigw.knowledge.index import KnowledgeIndex, Scope
 from aigw.knowledge.retrieve import Hit, Mode, Retriever
@@ -34,6 +34,7 @@ from aigw.store.models import KbDocument, KbDocumentTag, KnowledgeBase, User
 log = logging.getLogger("aigw.knowledge")
 
 SNIFF_BYTES = 64 * 1024
+_MARKUP_TYPES = frozenset({"application/xhtml+xml", "application/xml", "application/json"})
 MAX_TAGS = 50
 MAX_TAG_LENGTH = 100
 
@@ -163,6 +164,7 @@ class KnowledgeService:
         """Fetch a URL now (SSRF-safe: its failures are the caller's 4xx) and queue what came back."""
         await self.get_kb(db, user_id, kb_id)
         tesseract_language(language)
+        await db.rollback()  # nothing written yet: the connection goes back to the pool while the page is fetched
         fetched = await fetch_url(
             url,
             allow=self.fetch_allow,
@@ -170,11 +172,17 @@ class KnowledgeService:
             timeout=self.settings.kb_fetch_timeout,
         )
         name = unquote(urlsplit(fetched.url).path.rsplit("/", 1)[-1]) or None
-        kind, media_type = sniff(fetched.body[:SNIFF_BYTES], name, fetched.content_type)
-        stored_name = await asyncio.to_thread(self._store_bytes, fetched.body)
+        body = fetched.body
+        if fetched.content_type.startswith("text/") or fetched.content_type in _MARKUP_TYPES:
+            # Stored as UTF-8, decoded by the charset the server declared (or the page's own, or detection).
+            header = f"{fetched.content_type}; charset={fetched.charset}" if fetched.charset else fetched.content_type
+            body = await asyncio.to_thread(utf8_body, body, header)
+        kind, media_type = sniff(body[:SNIFF_BYTES], name, fetched.content_type)
+        stored_name = await asyncio.to_thread(self._store_bytes, body)
         try:
+            await self.get_kb(db, user_id, kb_id)  # it may have been deleted during the fetch
             return await self._queue(
-                db, user_id, kb_id, stored_name, len(fetched.body), kind, media_type, None, fetched.url, language, tags
+                db, user_id, kb_id, stored_name, len(body), kind, media_type, None, fetched.url, language, tags
             )
         except BaseException:
             self._remove_files([stored_name])

@@ -79,6 +79,9 @@ class ChatRequest:
     options: ChatOptions = field(default_factory=ChatOptions)
     # False when the client takes the answer whole: an engine may then fetch it in one piece.
     stream: bool = True
+    # Whose prompt this is. An engine that keeps an evaluated prompt between requests reuses it only for the same
+    # owner: otherwise how much was reused (and how fast the first token came) tells one user what another sent.
+    owner: str | None = None
 
 
 @dataclass(slots=True)

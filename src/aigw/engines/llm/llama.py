@@ -106,6 +106,7 @@ class LlamaChatEngine:
         self._template: Any = None
         self._stop_tokens: set[int] = set()
         self._grammars: dict[str, Any] = {}
+        self._cache_owner: str | None = None  # whose prompt the model's evaluated tokens are
         self._in_flight = 0
 
     async def ready(self) -> bool:
@@ -207,6 +208,9 @@ class LlamaChatEngine:
                 f"The conversation is {len(tokens)} tokens; the model's context holds {self._n_ctx}",
                 code="context_length_exceeded",
             )
+        if request.owner != self._cache_owner:
+            llm.reset()  # the evaluated prompt is another user's: it is not reused, and its length is not shown
+            self._cache_owner = request.owner
         cached = _common_prefix(llm.input_ids[: llm.n_tokens], tokens)
         limit = min(request.options.num_predict or room, room)
         if request.options.seed is not None:
@@ -425,6 +429,7 @@ class LlamaChatEngine:
     ) -> Iterator[int]:
         values = {k: v for k, v in options.model_dump().items() if v is not None}
         params = {**DEFAULTS, **{k: values[k] for k in DEFAULTS if k in values}}
+        _hold_all_but_last(llm, tokens)
         return llm.generate(  # type: ignore[no-any-return]
             tokens,
             temp=params["temperature"],
@@ -436,6 +441,23 @@ class LlamaChatEngine:
             frequency_penalty=values.get("frequency_penalty", 0.0),
             grammar=grammar,
         )
+
+
+def _hold_all_but_last(llm: Any, tokens: list[int]) -> None:
+    """Evaluate all of the prompt but its last token, reusing what the context already holds of it.
+
+    `generate` then evaluates the last token alone, whether the rest was just evaluated or reused from the
+    previous request. The first token's probabilities therefore come from the same computation both times: a
+    batch of one token rather than the last row of a long batch, whose numbers differ in their last bits and
+    sometimes flip a near tie. So a request repeated exactly gives the same answer at temperature 0, and at any
+    temperature with the same `seed`.
+    """
+    rest = tokens[:-1]
+    held = next((i for i, (a, b) in enumerate(zip(llm.input_ids[: llm.n_tokens], rest)) if a != b), None)
+    held = min(llm.n_tokens, len(rest)) if held is None else held
+    llm.n_tokens = held
+    if held < len(tokens) - 1:
+        llm.eval(tokens[held:-1])
 
 
 def _utf8() -> codecs.IncrementalDecoder:

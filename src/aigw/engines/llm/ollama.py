@@ -28,13 +28,17 @@ FinishReason = Literal["stop", "length", "tool_calls"]
 class OllamaChatEngine:
     modality = "chat"
 
-    def __init__(self, *, name: str, base_url: str, model: str, timeout: float = 120.0) -> None:
+    def __init__(
+        self, *, name: str, base_url: str, model: str, api_key: str | None = None, timeout: float = 120.0
+    ) -> None:
         self.name = name
         self.model = model
         base_url = base_url.rstrip("/")
         self._chat_url = f"{base_url}/api/chat"
         self._tags_url = f"{base_url}/api/tags"
-        self._client = UpstreamClient(name, headers={}, timeout=timeout)
+        # An Ollama behind an authenticating proxy (or ollama.com) takes a bearer token.
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = UpstreamClient(name, headers=headers, timeout=timeout)
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatEvent]:
         body: dict[str, Any] = {

@@ -17,6 +17,14 @@ from PIL import Image
 from aigw.errors import EngineUnavailable, InvalidField
 
 TESSERACT_COMMAND = "tesseract"
+# What Tesseract may see of the gateway's environment: where to find programs and its language data, the locale
+# and the temp dir. Never the rest (AIGW_SECRET_KEY, database and Redis passwords, engine API keys).
+_PASSED_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TESSDATA_PREFIX", "TMPDIR", "HOME")
+
+
+def tesseract_environment() -> dict[str, str]:
+    passed = {name: os.environ[name] for name in _PASSED_ENVIRONMENT if name in os.environ}
+    return {**passed, "OMP_THREAD_LIMIT": "1"}
 
 
 def image_to_text(image: Image.Image, language: str, *, timeout: float = 300.0) -> str:
@@ -29,7 +37,7 @@ def image_to_text(image: Image.Image, language: str, *, timeout: float = 300.0) 
             input=png.getvalue(),
             capture_output=True,
             timeout=timeout,
-            env={**os.environ, "OMP_THREAD_LIMIT": "1"},
+            env=tesseract_environment(),
             check=False,
         )
     except FileNotFoundError as exc:
