@@ -276,7 +276,10 @@ class SqliteIndex:
         result = await db.execute(
             _expanding(
                 "SELECT kb_chunks_fts.rowid, bm25(kb_chunks_fts) AS rank FROM kb_chunks_fts "
-                f"JOIN kb_chunks c ON c.id = kb_chunks_fts.rowid WHERE kb_chunks_fts MATCH :match AND {where} "
+                # The covering index gives the scope's columns without reading the wide chunk rows (migration
+                # 0004); SQLite's planner would otherwise look rows up by rowid.
+                "JOIN kb_chunks c INDEXED BY ix_kb_chunks_scope ON c.id = kb_chunks_fts.rowid "
+                f"WHERE kb_chunks_fts MATCH :match AND {where} "
                 "ORDER BY rank LIMIT :limit",
                 params,
             ),

@@ -453,8 +453,11 @@ def _hold_all_but_last(llm: Any, tokens: list[int]) -> None:
     temperature with the same `seed`.
     """
     rest = tokens[:-1]
-    held = next((i for i, (a, b) in enumerate(zip(llm.input_ids[: llm.n_tokens], rest)) if a != b), None)
-    held = min(llm.n_tokens, len(rest)) if held is None else held
+    held = 0
+    for cached, token in zip(llm.input_ids[: llm.n_tokens], rest, strict=False):
+        if cached != token:
+            break
+        held += 1
     llm.n_tokens = held
     if held < len(tokens) - 1:
         llm.eval(tokens[held:-1])
