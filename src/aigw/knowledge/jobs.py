@@ -7,6 +7,9 @@ the `ready` status in one transaction guarded by that lease. So:
 - two workers never both finish the same document;
 - a crash mid-way leaves nothing of the document searchable.
 A document that has taken down its worker `MAX_ATTEMPTS` times is failed instead of retried forever.
+Only the document's own faults fail it. A busy or unreachable embedding engine puts it back in the queue for a
+later try (it does not count as an attempt); a database error ends the round, and the worker backs off, hands
+back its leases and goes on: nothing ends the worker but `stop()`.
 While it works, the worker reports the document's stage and progress (`progress.py`), outside the final transaction.
 """
 
@@ -21,10 +24,11 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aigw.engines.embed.base import EmbeddingEngine
-from aigw.errors import AigwError
+from aigw.errors import AigwError, EngineUnavailable
 from aigw.knowledge.chunk import Chunk, chunk_document
 from aigw.knowledge.extract import DocumentKind, extract, tesseract_language
 from aigw.knowledge.index import KnowledgeIndex
@@ -37,6 +41,9 @@ log = logging.getLogger("aigw.knowledge.jobs")
 MAX_ATTEMPTS = 3
 EMBED_BATCH = 16  # a search waits for at most one batch of a document being ingested
 POLL_SECONDS = 2.0
+BACKOFF_SECONDS = 1.0  # after a failed round or a busy engine; doubles each time, up to MAX_BACKOFF_SECONDS
+MAX_BACKOFF_SECONDS = 60.0
+MAX_POSTPONEMENTS = 30  # a document waits this many times (~25 minutes) for its embedding engine, then fails
 
 
 class IngestionFailed(AigwError):
@@ -59,6 +66,7 @@ class IngestionWorker:
         self.lease = timedelta(seconds=lease_seconds)
         self.owner = uuid.uuid4().hex
         self._task: asyncio.Task[None] | None = None
+        self._postponed: dict[int, int] = {}  # document id -> times its engine was busy or away in a row
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="kb-ingestion")
@@ -71,18 +79,41 @@ class IngestionWorker:
 
     async def _run(self) -> None:
         wakeup = self.service.wakeup
+        failures = 0
         while True:
             wakeup.clear()  # before claiming: an upload that lands meanwhile sets it again and is not missed
             try:
                 doc_id = await self.claim()
-            except Exception:  # a database hiccup must not end the worker; the next round retries
-                log.exception("claiming an ingestion job failed")
-                doc_id = None
+                if doc_id is not None:
+                    await self.process(doc_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database went away mid-round, or a bug: never the end of the worker
+                failures += 1
+                delay = backoff(failures)
+                log.exception("ingestion round failed; retrying", extra={"retry_in_seconds": delay})
+                await asyncio.sleep(delay)
+                await self._hand_back()
+                continue
+            failures = 0
             if doc_id is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wakeup.wait(), POLL_SECONDS)
-                continue
-            await self.process(doc_id)
+
+    async def _hand_back(self) -> None:
+        """Give up the leases this worker still holds after a failed round, so the documents are claimed again
+        at once rather than when their leases run out. Best effort: the database may still be away."""
+        try:
+            async with self.sessions() as db:
+                await db.execute(
+                    update(KbDocument)
+                    .where(KbDocument.lease_owner == self.owner, KbDocument.status == "processing")
+                    .values(lease_owner=None, lease_until=None, stage="queued", progress_done=None, progress_total=None)
+                    .execution_options(synchronize_session=False)
+                )
+                await db.commit()
+        except Exception:
+            log.warning("could not hand back ingestion leases; they run out on their own", exc_info=True)
 
     async def claim(self) -> int | None:
         """Take the lease of the oldest document that needs work and nobody is working on."""
@@ -143,7 +174,16 @@ class IngestionWorker:
             chunks = await asyncio.to_thread(self._read, document, progress)
             if not chunks:
                 raise IngestionFailed("No text found in the document", code="no_text")
-            vectors = await self._embed(chunks, progress)
+            try:
+                vectors = await self._embed(chunks, progress)
+            except EngineUnavailable as exc:  # busy or away: the document is not at fault; it waits its turn again
+                if self._postponed.get(doc_id, 0) >= MAX_POSTPONEMENTS:
+                    self._postponed.pop(doc_id, None)
+                    raise IngestionFailed(f"The embedding engine stayed unavailable: {exc.message}") from exc
+                await progress.abort()
+                await self._postpone(doc_id, exc)
+                return
+            self._postponed.pop(doc_id, None)
             progress.report("indexing", len(chunks), len(chunks))
             await progress.close()  # written before the final transaction, which no progress write may race
             await self._commit(doc_id, chunks, vectors)
@@ -155,8 +195,8 @@ class IngestionWorker:
                     "seconds": round(time.perf_counter() - started, 2),
                 },
             )
-        except asyncio.CancelledError:
-            raise
+        except (asyncio.CancelledError, SQLAlchemyError):
+            raise  # a database error is the round's, not the document's: the worker backs off and retries
         except AigwError as exc:
             await self._fail(doc_id, exc.message)
         except Exception:  # any other failure is a bug; the user gets a reason, the log the traceback
@@ -221,6 +261,30 @@ class IngestionWorker:
             await self.index.add(db, doc_id, document.kb_id, chunks, vectors)
             await db.commit()
 
+    async def _postpone(self, doc_id: int, exc: EngineUnavailable) -> None:
+        """Put the document back in the queue, to be claimed again after a backoff; this try does not count."""
+        times = self._postponed[doc_id] = self._postponed.get(doc_id, 0) + 1
+        delay = backoff(times)
+        log.warning(
+            "embedding engine unavailable; the document waits",
+            extra={"document_id": doc_id, "reason": exc.message, "retry_in_seconds": delay},
+        )
+        async with self.sessions() as db:
+            await db.execute(
+                update(KbDocument)
+                .where(KbDocument.id == doc_id, KbDocument.lease_owner == self.owner)
+                .values(
+                    lease_owner=None,
+                    lease_until=datetime.now(UTC) + timedelta(seconds=delay),
+                    attempts=KbDocument.attempts - 1,
+                    stage="queued",
+                    progress_done=None,
+                    progress_total=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            await db.commit()
+
     async def _fail(self, doc_id: int, reason: str) -> None:
         log.warning("document failed", extra={"document_id": doc_id, "reason": reason})
         async with self.sessions() as db:
@@ -254,3 +318,8 @@ class IngestionWorker:
                     await db.commit()
             except Exception:  # a missed renewal only risks a second worker redoing the work
                 log.warning("could not renew an ingestion lease", extra={"document_id": doc_id}, exc_info=True)
+
+
+def backoff(times: int) -> float:
+    """Seconds to wait after the `times`-th failure in a row."""
+    return float(min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2 ** (times - 1)))
