@@ -161,7 +161,17 @@ def test_chat_answers_from_the_knowledge_base_and_reports_sources(rag_gateway: G
     hello = sse_events(chat(rag_gateway, user.key, {"messages": [{"role": "user", "content": "Hello!"}]}))
     assert "sources" not in hello[-1][1]
 
-    # Another user's chat never sees this user's knowledge.
+    # Another user's chat never sees this user's knowledge, even when their own knowledge base is searched:
+    # the stranger's KB holds a near copy of the document with the fact taken out.
     stranger = rag_gateway.new_user()
+    strangers = rag_gateway.client(stranger.key)
+    their_kb = strangers.post("/api/kb", json={"name": "Ops"}).json()["id"]
+    their_doc = data.replace(b"orca-17", b"(not recorded)")
+    assert their_doc != data
+    their_id = upload(strangers, their_kb, name, their_doc).json()["id"]
+    wait_ready(strangers, their_kb, their_id)
     theirs = sse_events(chat(rag_gateway, stranger.key, body))
-    assert "sources" not in theirs[-1][1]
+    their_sources = theirs[-1][1].get("sources", [])
+    assert their_sources, "the stranger's own KB is searched"
+    assert {s["document_id"] for s in their_sources} == {their_id}
+    assert "orca-17" not in json.dumps(theirs)

@@ -548,25 +548,43 @@ class PostgresIndex:
         dims = query.shape[0]
         where, params = scope.sql()
         in_scope, table_rows = await self._sizes(db, params["scope_kbs"])
+        if scope.include_tags or scope.exclude_tags:
+            in_scope = await self._tagged_size(db, scope)  # the filter, not the KBs, is what HNSW must find
         distance = f"(c.embedding::vector({dims})) <=> CAST(:query AS vector({dims}))"
         values = {**params, "query": _pg_vector(query), "limit": limit}
+        # MATERIALIZED keeps the planner from walking HNSW first and filtering after.
+        exact = (
+            f"WITH c AS MATERIALIZED (SELECT c.id, c.embedding FROM kb_chunks c WHERE {where} "
+            f"AND vector_dims(c.embedding) = {dims}) "
+            f"SELECT c.id, 1 - ({distance}) AS sim FROM c ORDER BY {distance} LIMIT :limit"
+        )
         # A scope that is most of the table loses little to HNSW's filter-after; a small share of a big table
         # would come back short, so it is scanned exactly (an unknown table size counts as big).
         if in_scope <= PG_EXACT_SCAN_LIMIT and in_scope * 2 < table_rows:
-            # MATERIALIZED keeps the planner from walking HNSW first and filtering after.
-            sql = (
-                f"WITH c AS MATERIALIZED (SELECT c.id, c.embedding FROM kb_chunks c WHERE {where} "
-                f"AND vector_dims(c.embedding) = {dims}) "
-                f"SELECT c.id, 1 - ({distance}) AS sim FROM c ORDER BY {distance} LIMIT :limit"
-            )
-        else:
-            await db.execute(text(f"SET LOCAL hnsw.ef_search = {max(100, min(1000, limit * 2))}"))
-            sql = (
-                f"SELECT c.id, 1 - ({distance}) AS sim FROM kb_chunks c WHERE {where} "
-                f"AND vector_dims(c.embedding) = {dims} ORDER BY {distance} LIMIT :limit"
-            )
-        result = await db.execute(_expanding(sql, params), values)
-        return [(int(chunk_id), float(sim)) for chunk_id, sim in result.all()]
+            result = await db.execute(_expanding(exact, params), values)
+            return [(int(chunk_id), float(sim)) for chunk_id, sim in result.all()]
+        await db.execute(text(f"SET LOCAL hnsw.ef_search = {max(100, min(1000, limit * 2))}"))
+        walked = (
+            f"SELECT c.id, 1 - ({distance}) AS sim FROM kb_chunks c WHERE {where} "
+            f"AND vector_dims(c.embedding) = {dims} ORDER BY {distance} LIMIT :limit"
+        )
+        found = [(int(i), float(sim)) for i, sim in (await db.execute(_expanding(walked, params), values)).all()]
+        if len(found) < min(limit, in_scope):
+            # pgvector 0.6 filters after its walk: a filter that the walk's neighbourhood mostly fails comes back
+            # short. The exact scan is slower but complete.
+            result = await db.execute(_expanding(exact, params), values)
+            found = [(int(chunk_id), float(sim)) for chunk_id, sim in result.all()]
+        return found
+
+    async def _tagged_size(self, db: AsyncSession, scope: Scope) -> int:
+        """Chunks of the scope's ready documents that pass its tag filters."""
+        where, params = scope.sql("d", document_column="id")
+        count = await db.scalar(
+            _expanding(f"SELECT coalesce(sum(d.chunk_count), 0) FROM kb_documents d WHERE {where} "
+                       "AND d.status = 'ready'", params),
+            params,
+        )  # fmt: skip
+        return int(count or 0)
 
     async def similarities(self, db: AsyncSession, ids: Sequence[int], query: Vector) -> dict[int, float]:
         if not ids:
