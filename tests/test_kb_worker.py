@@ -1,18 +1,25 @@
-"""The ingestion worker outlives what goes wrong around it: a database that goes away mid-document, and an
-embedding engine that is busy or unreachable for a while. Only a document's own faults fail it."""
+"""Knowledge bases outlive what goes wrong around them: a database that goes away mid-document, an embedding
+engine that is busy or unreachable for a while (only a document's own faults fail it), and slow web servers
+behind URL adds (which hold no database connection while they wait)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from conftest import Gateway, start_gateway
-from doubles.ollama import OllamaProtocolDouble
+from doubles.ollama import OllamaProtocolDouble, ServerThread
 from kb_files import filler
 from test_kb import query, upload, wait_ready
 
@@ -88,3 +95,48 @@ def test_a_busy_embedding_engine_delays_a_document_but_does_not_fail_it(
         assert doc["status"] == "failed" and "input too long" in doc["error"], doc
     finally:
         gw.stop()
+
+
+def test_slow_url_adds_leave_connections_for_everyone_else(tmp_path: Path) -> None:
+    """Eight URL adds wait on a web server that does not answer; with a pool of two connections, other
+    requests still get theirs at once."""
+    release = threading.Event()
+    waiting: list[int] = []
+
+    async def stalled(_: Request) -> Response:
+        waiting.append(1)
+        await asyncio.to_thread(release.wait, 60)
+        return Response("<html><body><p>The canteen opens at eight.</p></body></html>", media_type="text/html")
+
+    site = ServerThread(Starlette(routes=[Route("/slow", stalled)]))
+    site.start()
+    gw = start_gateway(
+        tmp_path / "gw",
+        AIGW_KB_FETCH_ALLOW='["127.0.0.1/32"]',
+        AIGW_DB_POOL_SIZE="2",
+        AIGW_DB_MAX_OVERFLOW="0",
+    )
+    try:
+        key = gw.new_user(rate_limit=1_000_000).key
+        client = gw.client(key)
+        kb_id = client.post("/api/kb", json={"name": "Slow"}).json()["id"]
+
+        def add(n: int) -> int:
+            with gw.client(key, timeout=90) as own:
+                return own.post(f"/api/kb/{kb_id}/documents", data={"url": f"{site.url}/slow?n={n}"}).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            adds = [pool.submit(add, n) for n in range(8)]
+            deadline = time.monotonic() + 60
+            while len(waiting) < 8:  # every add is waiting on the site
+                assert time.monotonic() < deadline, "the URL adds never reached the site"
+                time.sleep(0.1)
+            started = time.monotonic()
+            listed = gw.client(key, timeout=20).get(f"/api/kb/{kb_id}/documents")
+            assert listed.status_code == 200 and time.monotonic() - started < 5, listed.text
+            release.set()
+            assert [a.result(timeout=90) for a in adds] == [202] * 8
+    finally:
+        release.set()
+        gw.stop()
+        site.stop()

@@ -88,7 +88,9 @@ class Runtime:
         threadpoolctl.threadpool_limits(limits=1, user_api="blas")
         make_private_dir(settings.data_dir)
         secret = settings.secret()
-        db = create_engine(settings.resolved_database_url)
+        db = create_engine(
+            settings.resolved_database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        )
 
         async def bootstrap(conn: AsyncConnection) -> None:
             async with AsyncSession(bind=conn) as session:

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite in the data dir when unset")
     redis_url: str | None = Field(default=None, description="Shared rate limits and revocation across workers")
+    db_pool_size: int = Field(default=10, ge=1, le=1000, description="Database connections each worker keeps")
+    db_max_overflow: int = Field(default=20, ge=0, le=1000, description="Extra connections a worker may open at peaks")
     secret_key: SecretStr | None = Field(default=None, description="Keyed hashes of keys and sessions")
 
     admin_email: str | None = None

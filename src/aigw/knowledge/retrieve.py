@@ -76,7 +76,8 @@ class Retriever:
         return vector
 
     async def search(self, db: AsyncSession, scope: Scope, query: str, top_k: int, mode: Mode = "hybrid") -> list[Hit]:
-        """The `top_k` best chunks in `scope` for `query`, best first."""
+        """The `top_k` best chunks in `scope` for `query`, best first. Ends the caller's transaction while the
+        query is embedded (it must hold no pending writes)."""
         if not scope.kb_ids:
             return []
         candidates = max(CANDIDATES, top_k * 4)
@@ -92,6 +93,10 @@ class Retriever:
             by_text = []
             if mode != "vector":
                 by_text = await self.index.fulltext(db, scope, query, candidates if mode == "hybrid" else top_k)
+            if embedding is not None and not embedding.done():
+                # Only reads so far: the connection goes back to the pool while the model works, so requests
+                # waiting on a busy embedder cannot starve every other route of connections.
+                await db.commit()
             vector = await embedding if embedding is not None else None
             by_vector = await beside if beside is not None else None
         finally:
