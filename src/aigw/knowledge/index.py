@@ -365,12 +365,10 @@ class SqliteIndex:
         self._allocated = max(self._allocated, int(state[2] or 0), last_id)
         async with self._lock:
             if generation != matrix.generation:
-                result = await db.execute(text("SELECT id FROM kb_chunks ORDER BY id"))
-                live = np.fromiter((row[0] for row in result), np.int64)
-                matrix.keep_only(live)
-                matrix.generation = generation
-                if matrix.size and int(matrix.alive[: matrix.size].sum()) * 4 < matrix.size * 3:
-                    self._matrix = matrix = _compacted(matrix)
+                rows = (await db.execute(text("SELECT id FROM kb_chunks ORDER BY id"))).all()
+                # Off the event loop: at 100k chunks the membership test and a compaction's copy of the vectors
+                # (~150 MB) take long enough to stall every other request.
+                self._matrix = matrix = await asyncio.to_thread(_without_deleted, matrix, rows, generation)
             if last_id > matrix.last_id:
                 await self._load_after(db, matrix)
             if self.hnsw is not None:
@@ -391,8 +389,20 @@ class SqliteIndex:
                 docs.append(doc_id)
                 blobs.append(blob)
             if ids:
-                vectors = np.frombuffer(b"".join(blobs), np.float32).reshape(len(ids), -1)
-                matrix.append(ids, kbs, docs, vectors)
+                await asyncio.to_thread(_append_blobs, matrix, ids, kbs, docs, blobs)
+
+
+def _without_deleted(matrix: _Matrix, live_rows: Sequence[Any], generation: int) -> _Matrix:
+    """The matrix without the rows whose chunks are gone: marked dead, and compacted once a quarter is."""
+    matrix.keep_only(np.fromiter((row[0] for row in live_rows), np.int64, count=len(live_rows)))
+    matrix.generation = generation
+    if matrix.size and int(matrix.alive[: matrix.size].sum()) * 4 < matrix.size * 3:
+        return _compacted(matrix)
+    return matrix
+
+
+def _append_blobs(matrix: _Matrix, ids: list[int], kbs: list[int], docs: list[int], blobs: list[bytes]) -> None:
+    matrix.append(ids, kbs, docs, np.frombuffer(b"".join(blobs), np.float32).reshape(len(ids), -1))
 
 
 def _compacted(matrix: _Matrix) -> _Matrix:

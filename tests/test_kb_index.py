@@ -1,11 +1,11 @@
-"""A tag filter that few chunks pass still finds them, on both backends.
-
-pgvector 0.6 filters after its HNSW walk, so a filter the query's neighbourhood fails came back short (or empty)
-on PostgreSQL while SQLite, which filters inside its search, found the right chunks."""
+"""The index code on both backends, in process: a tag filter that few chunks pass still finds them (pgvector 0.6
+filters after its HNSW walk, so PostgreSQL came back short where SQLite was right), and SQLite keeps its vector
+matrix up to date off the event loop."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +79,55 @@ async def test_a_rare_tag_in_a_large_kb_finds_all_its_chunks(backend: str, tmp_p
     finally:
         await index.close()
         await engine.dispose()
+
+
+async def test_sqlite_keeps_its_vector_matrix_up_to_date_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading new vectors, dropping deleted ones and compacting copy the whole matrix at scale (~150 MB at 100k
+    chunks): that work runs in a worker thread, never on the event loop that serves every request."""
+    from aigw.knowledge import index as index_module
+
+    seen: list[str] = []
+    loop_thread = threading.current_thread().name
+    for name in ("append", "keep_only"):
+        original = getattr(index_module._Matrix, name)
+
+        def spy(self: Any, *args: Any, _original: Any = original, _name: str = name) -> Any:
+            seen.append(f"{_name}@{threading.current_thread().name}")
+            return _original(self, *args)
+
+        monkeypatch.setattr(index_module._Matrix, name, spy)
+    engine = create_engine(normalize_database_url(f"sqlite:///{tmp_path / 'aigw.db'}"))
+    index = build_index("sqlite")
+    try:
+        await migrate(engine, tmp_path / ".migrate.lock")
+        async with session_factory(engine)() as db:
+            user = User(email="loop@example.com", password_hash="x")
+            db.add(user)
+            await db.flush()
+            kb = KnowledgeBase(user_id=user.id, name="k")
+            db.add(kb)
+            await db.flush()
+            documents = []
+            for i in range(2):
+                document = KbDocument(
+                    kb_id=kb.id, user_id=user.id, filename=f"d{i}.txt", kind="text", media_type="text/plain",
+                    size=1, stored_name=f"d{i}", status="ready", chunk_count=3, attempts=1,
+                )  # fmt: skip
+                db.add(document)
+                await db.flush()
+                chunks = [Chunk(content=f"chunk {j}", context="", position=j) for j in range(3)]
+                await index.add(db, document.id, kb.id, chunks, unit(np.random.default_rng(i).normal(size=(3, DIMS))))
+                documents.append(document)
+            await db.commit()
+            assert len(await index.vector(db, Scope([kb.id]), unit(np.ones((1, DIMS)))[0], 10)) == 6
+            await db.delete(documents[0])
+            await index.deleted(db)
+            await db.commit()
+            assert len(await index.vector(db, Scope([kb.id]), unit(np.ones((1, DIMS)))[0], 10)) == 3
+    finally:
+        await index.close()
+        await engine.dispose()
+    assert {entry.split("@")[0] for entry in seen} >= {"append", "keep_only"}
+    assert not [entry for entry in seen if entry.endswith(f"@{loop_thread}")], seen
