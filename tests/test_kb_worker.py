@@ -5,6 +5,7 @@ behind URL adds (which hold no database connection while they wait)."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import threading
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from PIL import Image, ImageDraw
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -140,3 +142,27 @@ def test_slow_url_adds_leave_connections_for_everyone_else(tmp_path: Path) -> No
         release.set()
         gw.stop()
         site.stop()
+
+
+def test_page_and_ocr_limits_fail_a_document_with_a_reason(tmp_path: Path) -> None:
+    gw = start_gateway(tmp_path / "gw", AIGW_KB_MAX_PAGES="2", AIGW_KB_OCR_SECONDS="0.01")
+    try:
+        client = gw.client(gw.new_user().key)
+        kb_id = client.post("/api/kb", json={"name": "Scans"}).json()["id"]
+        frames = [Image.new("L", (400, 120), 255) for _ in range(3)]
+        for frame in frames:
+            ImageDraw.Draw(frame).text((10, 40), "Quarterly report", fill=0)
+        tiff = io.BytesIO()
+        frames[0].save(tiff, format="TIFF", save_all=True, append_images=frames[1:])
+        png = io.BytesIO()
+        frames[0].save(png, format="PNG")
+        long_scan = upload(client, kb_id, "scan.tiff", tiff.getvalue()).json()["id"]
+        slow_scan = upload(client, kb_id, "scan.png", png.getvalue()).json()["id"]
+        text = upload(client, kb_id, "note.txt", b"The canteen opens at eight.").json()["id"]
+        doc = wait_ready(client, kb_id, long_scan)
+        assert doc["status"] == "failed" and "3 frames; at most 2" in doc["error"], doc
+        doc = wait_ready(client, kb_id, slow_scan)
+        assert doc["status"] == "failed" and "OCR of this document took longer than 0.01 s" in doc["error"], doc
+        assert wait_ready(client, kb_id, text)["status"] == "ready"
+    finally:
+        gw.stop()

@@ -92,6 +92,8 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Networks a URL may resolve to despite the SSRF rules (CIDRs, e.g. an intranet wiki)",
     )
+    kb_max_pages: int = Field(default=2000, ge=1, description="PDF pages or TIFF frames read of one document")
+    kb_ocr_seconds: float = Field(default=900.0, gt=0, description="Seconds of OCR one document may take in all")
     kb_fetch_timeout: float = Field(default=20.0, gt=0, description="Seconds for a URL fetch, redirects included")
     kb_fetch_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     kb_job_lease_seconds: float = Field(

@@ -11,6 +11,7 @@ import io
 import math
 import re
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -181,6 +182,14 @@ def tesseract_language(code: str | None) -> str:
     return "+".join(resolved)
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How much of one document is read: one user's huge scan must not hold the worker for hours."""
+
+    pages: int = 2000  # PDF pages or TIFF frames
+    ocr_seconds: float = 900.0  # all of the document's OCR together
+
+
 def extract(
     path: Path,
     kind: DocumentKind,
@@ -188,6 +197,7 @@ def extract(
     language: str | None = None,
     source_url: str | None = None,
     progress: PageProgress | None = None,
+    limits: Limits = Limits(),
 ) -> Extracted:
     """Read a document that `sniff` typed as `kind` into cleaned sections in document order.
 
@@ -204,10 +214,11 @@ def extract(
     """
     lang = tesseract_language(language)
     report = progress or _no_progress
+    ocr = _OcrBudget(lang, limits.ocr_seconds)
     if kind == "pdf":
-        return _extract_pdf(path, lang, report)
+        return _extract_pdf(path, ocr, report, limits.pages)
     if kind == "image":
-        return _extract_image(path, lang, report)
+        return _extract_image(path, ocr, report, limits.pages)
     text = _decode_document(path.read_bytes())
     if kind == "html":
         return _extract_html(text, source_url)
@@ -271,8 +282,14 @@ def _decode_document(data: bytes) -> str:
 def legacy_encoding(data: bytes) -> str:
     """The encoding of text that is not UTF-8 and declares none: what charset-normalizer finds most plausible
     (Shift_JIS, GBK, windows-1251...), else Windows-1252, the usual other encoding in the wild."""
-    best = charset_normalizer.from_bytes(data[:_DETECT_BYTES]).best()
-    return best.encoding if best is not None else "cp1252"
+    found = list(charset_normalizer.from_bytes(data[:_DETECT_BYTES]))
+    if not found:
+        return "cp1252"
+    # Short Western text reads about as well in several single-byte encodings (a cp1252 "Café crème, 3 €"
+    # scored best as cp775); among near ties, the one most text in the wild is in wins.
+    if any(r.encoding == "cp1252" and r.chaos <= found[0].chaos + 0.02 for r in found):
+        return "cp1252"
+    return str(found[0].encoding)
 
 
 def _decode_legacy(data: bytes) -> str:
@@ -520,7 +537,13 @@ def _no_progress(_stage: str, _done: int, _total: int) -> None:
     pass
 
 
-def _extract_pdf(path: Path, lang: str, progress: PageProgress) -> Extracted:
+def _too_many_pages(count: int, limit: int, what: str) -> InvalidField:
+    return InvalidField(
+        f"The document has {count} {what}; at most {limit} are read (AIGW_KB_MAX_PAGES)", code="too_many_pages"
+    )
+
+
+def _extract_pdf(path: Path, ocr: _OcrBudget, progress: PageProgress, max_pages: int) -> Extracted:
     unreadable = "The PDF could not be read: it is damaged or password-protected"
     with _PDFIUM_LOCK:
         try:
@@ -533,6 +556,8 @@ def _extract_pdf(path: Path, lang: str, progress: PageProgress) -> Extracted:
         with _PDFIUM_LOCK:
             title = _pdf_title(pdf)
             page_count = len(pdf)
+        if page_count > max_pages:
+            raise _too_many_pages(page_count, max_pages, "pages")
         for index in range(page_count):
             progress("extracting", index, page_count)
             with _PDFIUM_LOCK:
@@ -541,7 +566,7 @@ def _extract_pdf(path: Path, lang: str, progress: PageProgress) -> Extracted:
             if scan is not None:
                 progress("ocr", index, page_count)
                 ocr_pages += 1
-                text = clean_text(_ocr(scan, lang)) or text
+                text = clean_text(ocr.read(scan)) or text
             if text:
                 sections.append(Section(text, page=index + 1))
         progress("extracting", page_count, page_count)
@@ -582,13 +607,15 @@ def _read_pdf_page(pdf: pdfium.PdfDocument, index: int) -> tuple[str, Image.Imag
         page.close()
 
 
-def _extract_image(path: Path, lang: str, progress: PageProgress) -> Extracted:
+def _extract_image(path: Path, ocr: _OcrBudget, progress: PageProgress, max_pages: int) -> Extracted:
     sections: list[Section] = []
     frames = 0
     for index, count, frame in _image_frames(path):
         frames = count
+        if frames > max_pages:
+            raise _too_many_pages(frames, max_pages, "frames")
         progress("ocr", index, frames)
-        text = clean_text(_ocr(frame, lang))
+        text = clean_text(ocr.read(frame))
         if text:
             sections.append(Section(text, page=index + 1 if frames > 1 else None))
     progress("ocr", frames, frames)
@@ -627,5 +654,26 @@ def _ocr_ready(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _ocr(image: Image.Image, lang: str) -> str:
-    return image_to_text(image, lang, timeout=_OCR_TIMEOUT_S)
+class _OcrBudget:
+    """OCR for one document, within its time: each page gets at most what is left of it."""
+
+    def __init__(self, lang: str, seconds: float) -> None:
+        self.lang = lang
+        self.seconds = seconds
+        self._deadline = time.monotonic() + seconds
+
+    def read(self, image: Image.Image) -> str:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise self._exhausted()
+        try:
+            return image_to_text(image, self.lang, timeout=min(_OCR_TIMEOUT_S, left))
+        except InvalidField as exc:
+            if exc.code == "unreadable_document" and time.monotonic() >= self._deadline:
+                raise self._exhausted() from exc
+            raise
+
+    def _exhausted(self) -> InvalidField:
+        return InvalidField(
+            f"OCR of this document took longer than {self.seconds:g} s (AIGW_KB_OCR_SECONDS)", code="ocr_too_long"
+        )

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from aigw.engines.embed.base import EmbeddingEngine
 from aigw.errors import AigwError, EngineUnavailable
 from aigw.knowledge.chunk import Chunk, chunk_document
-from aigw.knowledge.extract import DocumentKind, extract, tesseract_language
+from aigw.knowledge.extract import DocumentKind, Limits, extract, tesseract_language
 from aigw.knowledge.index import KnowledgeIndex
 from aigw.knowledge.progress import ProgressWriter
 from aigw.knowledge.service import KnowledgeService
@@ -216,6 +216,7 @@ class IngestionWorker:
             language=tesseract_language(document.language),
             source_url=document.url,
             progress=progress.report_from_thread,
+            limits=Limits(pages=self.service.settings.kb_max_pages, ocr_seconds=self.service.settings.kb_ocr_seconds),
         )
         source = document.filename or extracted.title or document.url or f"document {document.id}"
         return chunk_document(
