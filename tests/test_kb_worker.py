@@ -166,3 +166,23 @@ def test_page_and_ocr_limits_fail_a_document_with_a_reason(tmp_path: Path) -> No
         assert wait_ready(client, kb_id, text)["status"] == "ready"
     finally:
         gw.stop()
+
+
+def test_users_take_turns_so_a_small_upload_does_not_wait_behind_large_ones(tmp_path: Path) -> None:
+    gw = start_gateway(tmp_path / "gw")
+    try:
+        alice = gw.client(gw.new_user(rate_limit=1_000_000).key)
+        bob = gw.client(gw.new_user(rate_limit=1_000_000).key)
+        alices_kb = alice.post("/api/kb", json={"name": "Archive"}).json()["id"]
+        bobs_kb = bob.post("/api/kb", json={"name": "Notes"}).json()["id"]
+        big = "\n\n".join(filler(900)).encode()
+        large = [upload(alice, alices_kb, f"archive-{n}.txt", big).json()["id"] for n in range(2)]
+        small = upload(bob, bobs_kb, "note.txt", b"The canteen opens at eight.").json()["id"]
+        assert wait_ready(bob, bobs_kb, small)["status"] == "ready"
+        # Bob's note went before Alice's second archive (in upload order it was last).
+        second = alice.get(f"/api/kb/{alices_kb}/documents/{large[1]}").json()
+        assert second["status"] == "processing", second
+        for doc_id in large:
+            assert wait_ready(alice, alices_kb, doc_id, timeout=600)["status"] == "ready"
+    finally:
+        gw.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import threadpoolctl
@@ -79,7 +79,7 @@ class Runtime:
     embedder: EmbeddingEngine
     embeddings: EmbeddingService
     knowledge: KnowledgeService
-    ingestion: IngestionWorker | None = None
+    ingestion: list[IngestionWorker] = field(default_factory=list)
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
@@ -161,14 +161,16 @@ class Runtime:
         if dimensions:
             async with self.sessions() as db:
                 await self.knowledge.index.prepare(db, dimensions)
-        self.ingestion = IngestionWorker(
-            self.sessions, self.knowledge, self.knowledge.index, self.embedder, self.settings.kb_job_lease_seconds
-        )
-        self.ingestion.start()
+        for _ in range(self.settings.kb_ingest_workers):
+            worker = IngestionWorker(
+                self.sessions, self.knowledge, self.knowledge.index, self.embedder, self.settings.kb_job_lease_seconds
+            )
+            worker.start()
+            self.ingestion.append(worker)
 
     async def close(self) -> None:
-        if self.ingestion is not None:
-            await self.ingestion.stop()
+        for worker in self.ingestion:
+            await worker.stop()
         await self.knowledge.index.close()
         await self.usage.stop()
         await self.engines.close()

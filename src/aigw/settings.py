@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     kb_ocr_seconds: float = Field(default=900.0, gt=0, description="Seconds of OCR one document may take in all")
     kb_fetch_timeout: float = Field(default=20.0, gt=0, description="Seconds for a URL fetch, redirects included")
     kb_fetch_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    kb_ingest_workers: int = Field(
+        default=2, ge=1, le=32, description="Documents each server process ingests at once (they share its models)"
+    )
     kb_job_lease_seconds: float = Field(
         default=30.0, ge=1, description="An ingestion job whose worker stops renewing its lease is taken over"
     )

@@ -1,8 +1,9 @@
 """The ingestion worker: documents in `processing` become `ready` (searchable) or `failed` (with a reason).
 
-Every server process runs one worker. A worker claims a document by taking its lease (an UPDATE that only
-succeeds if nobody holds a live lease), renews the lease while it works, and writes the chunks, vectors and
-the `ready` status in one transaction guarded by that lease. So:
+Every server process runs `AIGW_KB_INGEST_WORKERS` workers (2), so one large document does not hold up the
+others, and users take turns. A worker claims a document by taking its lease (an UPDATE that only succeeds if
+nobody holds a live lease), renews the lease while it works, and writes the chunks, vectors and the `ready`
+status in one transaction guarded by that lease. So:
 - a document queued before a crash or restart is picked up again (its lease runs out);
 - two workers never both finish the same document;
 - a crash mid-way leaves nothing of the document searchable.
@@ -23,7 +24,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -116,16 +117,19 @@ class IngestionWorker:
             log.warning("could not hand back ingestion leases; they run out on their own", exc_info=True)
 
     async def claim(self) -> int | None:
-        """Take the lease of the oldest document that needs work and nobody is working on."""
+        """Take the lease of the next document that needs work and nobody is working on: users take turns (each
+        user's documents in upload order, counting those already being worked on), so one user's many or large
+        uploads do not keep another's from starting."""
         now = datetime.now(UTC)
+        turn = func.row_number().over(partition_by=KbDocument.user_id, order_by=KbDocument.id).label("turn")
+        pending = (
+            select(KbDocument.id, KbDocument.lease_until, turn).where(KbDocument.status == "processing").subquery()
+        )
         async with self.sessions() as db:
             candidates = await db.scalars(
-                select(KbDocument.id)
-                .where(
-                    KbDocument.status == "processing",
-                    or_(KbDocument.lease_until.is_(None), KbDocument.lease_until < now),
-                )
-                .order_by(KbDocument.id)
+                select(pending.c.id)
+                .where(or_(pending.c.lease_until.is_(None), pending.c.lease_until < now))
+                .order_by(pending.c.turn, pending.c.id)
                 .limit(5)
             )
             for doc_id in candidates.all():
@@ -148,7 +152,7 @@ class IngestionWorker:
                 )
                 await db.commit()
                 if taken.rowcount == 1:  # type: ignore[attr-defined]
-                    return doc_id
+                    return int(doc_id)
         return None
 
     async def process(self, doc_id: int) -> None:
