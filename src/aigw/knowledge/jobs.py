@@ -1,9 +1,9 @@
 """The ingestion worker: documents in `processing` become `ready` (searchable) or `failed` (with a reason).
 
-Every server process runs `AIGW_KB_INGEST_WORKERS` workers (2), so one large document does not hold up the
-others, and users take turns. A worker claims a document by taking its lease (an UPDATE that only succeeds if
-nobody holds a live lease), renews the lease while it works, and writes the chunks, vectors and the `ready`
-status in one transaction guarded by that lease. So:
+Every server process runs `AIGW_KB_INGEST_WORKERS` workers (2), and users take turns, one document each at a
+time, so one user's large uploads do not hold up another's. A worker claims a document by taking its lease
+(an UPDATE that only succeeds if nobody holds a live lease), renews the lease while it works, and writes the
+chunks, vectors and the `ready` status in one transaction guarded by that lease. So:
 - a document queued before a crash or restart is picked up again (its lease runs out);
 - two workers never both finish the same document;
 - a crash mid-way leaves nothing of the document searchable.
@@ -118,17 +118,27 @@ class IngestionWorker:
 
     async def claim(self) -> int | None:
         """Take the lease of the next document that needs work and nobody is working on: users take turns (each
-        user's documents in upload order, counting those already being worked on), so one user's many or large
-        uploads do not keep another's from starting."""
+        user's documents in upload order, one at a time), so one user's many or large uploads do not keep
+        another's from starting."""
         now = datetime.now(UTC)
         turn = func.row_number().over(partition_by=KbDocument.user_id, order_by=KbDocument.id).label("turn")
         pending = (
-            select(KbDocument.id, KbDocument.lease_until, turn).where(KbDocument.status == "processing").subquery()
+            select(KbDocument.id, KbDocument.user_id, KbDocument.lease_until, turn)
+            .where(KbDocument.status == "processing")
+            .subquery()
+        )
+        # One document per user at a time: the embedding model is shared, so a second document of the same user
+        # would gain little, and a worker left free takes the next user's upload at once.
+        busy = select(KbDocument.user_id).where(
+            KbDocument.status == "processing", KbDocument.lease_owner.is_not(None), KbDocument.lease_until >= now
         )
         async with self.sessions() as db:
             candidates = await db.scalars(
                 select(pending.c.id)
-                .where(or_(pending.c.lease_until.is_(None), pending.c.lease_until < now))
+                .where(
+                    or_(pending.c.lease_until.is_(None), pending.c.lease_until < now),
+                    pending.c.user_id.not_in(busy),
+                )
                 .order_by(pending.c.turn, pending.c.id)
                 .limit(5)
             )
