@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -184,5 +185,46 @@ def test_users_take_turns_so_a_small_upload_does_not_wait_behind_large_ones(tmp_
         assert second["status"] == "processing", second
         for doc_id in large:
             assert wait_ready(alice, alices_kb, doc_id, timeout=600)["status"] == "ready"
+    finally:
+        gw.stop()
+
+
+def test_two_workers_never_both_finish_one_document(tmp_path: Path) -> None:
+    """A worker whose lease was taken over (it stalled past its lease) works on, but only the new holder of the
+    lease may finish the document: its chunks are written once."""
+    data_dir = tmp_path / "gw"
+    gw = start_gateway(data_dir, AIGW_KB_INGEST_WORKERS="2")
+    try:
+        client = gw.client(gw.new_user(rate_limit=1_000_000).key)
+        kb_id = client.post("/api/kb", json={"name": "Contested"}).json()["id"]
+        doc_id = upload(client, kb_id, "big.txt", "\n\n".join(filler(900)).encode()).json()["id"]
+        deadline = time.monotonic() + 300
+        while True:  # early in the embedding, so the other worker claims it long before the first could finish
+            doc = client.get(f"/api/kb/{kb_id}/documents/{doc_id}").json()
+            progress = doc["progress"] or {}
+            if doc["stage"] == "embedding" and 0 < progress["done"] < progress["total"] // 2:
+                break
+            assert doc["status"] == "processing" and time.monotonic() < deadline, doc
+            time.sleep(0.05)
+        # The first worker loses its lease, as if it had stalled past it (and its renewals cannot win it back):
+        # the other worker takes the document.
+        with sqlite3.connect(data_dir / "aigw.db") as conn:
+            conn.execute(
+                "UPDATE kb_documents SET lease_owner = NULL, lease_until = '2000-01-01 00:00:00.000000' WHERE id = ?",
+                (doc_id,),
+            )
+        wait_for_log(gw, '"attempt":2')
+        doc = wait_ready(client, kb_id, doc_id, timeout=300)
+        assert doc["status"] == "ready"
+        with sqlite3.connect(data_dir / "aigw.db") as conn:
+            rows = conn.execute("SELECT count(*) FROM kb_chunks WHERE document_id = ?", (doc_id,)).fetchone()[0]
+            fts = conn.execute(
+                "SELECT count(*) FROM kb_chunks_fts WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = ?)",
+                (doc_id,),
+            ).fetchone()[0]
+        assert rows == fts == doc["chunks"] > 100
+        # The first worker's late commit is refused, and it says so (it used to report the document ready too).
+        wait_for_log(gw, "document lost to another worker")
+        assert gw.log().count(f'"msg":"document ready","document_id":{doc_id},') == 1
     finally:
         gw.stop()

@@ -200,7 +200,9 @@ class IngestionWorker:
             self._postponed.pop(doc_id, None)
             progress.report("indexing", len(chunks), len(chunks))
             await progress.close()  # written before the final transaction, which no progress write may race
-            await self._commit(doc_id, chunks, vectors)
+            if not await self._commit(doc_id, chunks, vectors):
+                log.warning("document lost to another worker; its work is dropped", extra={"document_id": doc_id})
+                return
             log.info(
                 "document ready",
                 extra={
@@ -249,7 +251,8 @@ class IngestionWorker:
             progress.report("embedding", min(start + EMBED_BATCH, len(texts)), len(texts))
         return np.concatenate(parts)
 
-    async def _commit(self, doc_id: int, chunks: list[Chunk], vectors: np.ndarray) -> None:
+    async def _commit(self, doc_id: int, chunks: list[Chunk], vectors: np.ndarray) -> bool:
+        """Write the chunks and `ready`, if this worker still holds the lease; whether it did."""
         async with self.sessions() as db:
             # Writing `ready` under our lease first makes this transaction the only one that can finish it.
             finished = await db.execute(
@@ -270,11 +273,12 @@ class IngestionWorker:
             )
             if finished.rowcount != 1:  # type: ignore[attr-defined]
                 await db.rollback()  # deleted meanwhile, or the lease was lost to another worker
-                return
+                return False
             document = await db.get(KbDocument, doc_id)
             assert document is not None
             await self.index.add(db, doc_id, document.kb_id, chunks, vectors)
             await db.commit()
+            return True
 
     async def _postpone(self, doc_id: int, exc: EngineUnavailable) -> None:
         """Put the document back in the queue, to be claimed again after a backoff; this try does not count."""
