@@ -17,7 +17,8 @@ from aigw.knowledge.chunk import Chunk
 from aigw.knowledge.index import Scope, build_index
 from aigw.settings import normalize_database_url
 from aigw.store.db import create_engine, migrate, session_factory
-from aigw.store.models import KbDocument, KbDocumentTag, KnowledgeBase, User
+from aigw.store.models import KbDocumentTag
+from kb_rows import ready_document, user_and_kb
 
 DIMS = 16
 DOCUMENTS = 400  # of 10 chunks: enough that PostgreSQL walks its HNSW index rather than sorting the table
@@ -41,21 +42,11 @@ async def test_a_rare_tag_in_a_large_kb_finds_all_its_chunks(backend: str, tmp_p
         await migrate(engine, tmp_path / ".migrate.lock")
         async with session_factory(engine)() as db:
             await index.prepare(db, DIMS)
-            user = User(email="tags@example.com", password_hash="x")
-            db.add(user)
-            await db.flush()
-            kb = KnowledgeBase(user_id=user.id, name="big")
-            db.add(kb)
-            await db.flush()
+            _, kb = await user_and_kb(db, "tags@example.com", "big")
             rare_document = 0
             for i in range(DOCUMENTS + 1):
                 rare = i == DOCUMENTS
-                document = KbDocument(
-                    kb_id=kb.id, user_id=user.id, filename=f"d{i}.txt", kind="text", media_type="text/plain",
-                    size=1, stored_name=f"d{i}", status="ready", chunk_count=10, attempts=1,
-                )  # fmt: skip
-                db.add(document)
-                await db.flush()
+                document = await ready_document(db, kb, f"d{i}.txt", 10)
                 db.add(KbDocumentTag(document_id=document.id, tag="rare" if rare else "common"))
                 centre = far if rare else near
                 vectors = unit(centre + rng.normal(0, 0.15, (10, DIMS)))
@@ -103,20 +94,10 @@ async def test_sqlite_keeps_its_vector_matrix_up_to_date_off_the_event_loop(
     try:
         await migrate(engine, tmp_path / ".migrate.lock")
         async with session_factory(engine)() as db:
-            user = User(email="loop@example.com", password_hash="x")
-            db.add(user)
-            await db.flush()
-            kb = KnowledgeBase(user_id=user.id, name="k")
-            db.add(kb)
-            await db.flush()
+            _, kb = await user_and_kb(db, "loop@example.com", "k")
             documents = []
             for i in range(2):
-                document = KbDocument(
-                    kb_id=kb.id, user_id=user.id, filename=f"d{i}.txt", kind="text", media_type="text/plain",
-                    size=1, stored_name=f"d{i}", status="ready", chunk_count=3, attempts=1,
-                )  # fmt: skip
-                db.add(document)
-                await db.flush()
+                document = await ready_document(db, kb, f"d{i}.txt", 3)
                 chunks = [Chunk(content=f"chunk {j}", context="", position=j) for j in range(3)]
                 await index.add(db, document.id, kb.id, chunks, unit(np.random.default_rng(i).normal(size=(3, DIMS))))
                 documents.append(document)

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from aigw.knowledge.index import Scope, build_index
 from aigw.settings import normalize_database_url
 from aigw.store.db import alembic_config, create_engine, session_factory
-from aigw.store.models import KbDocument, KnowledgeBase, User
+from kb_rows import ready_document, user_and_kb
 
 
 def upgrade_to(revision: str) -> Any:
@@ -32,18 +32,8 @@ async def test_postgres_full_text_survives_the_move_to_its_own_table(postgres: A
         async with engine.begin() as conn:
             await conn.run_sync(upgrade_to("0003"))
         async with session_factory(engine)() as db:
-            user = User(email="old@example.com", password_hash="x")
-            db.add(user)
-            await db.flush()
-            kb = KnowledgeBase(user_id=user.id, name="handbook")
-            db.add(kb)
-            await db.flush()
-            document = KbDocument(
-                kb_id=kb.id, user_id=user.id, filename="leave.md", kind="markdown", media_type="text/markdown",
-                size=10, stored_name="leave", status="ready", chunk_count=2, attempts=1,
-            )  # fmt: skip
-            db.add(document)
-            await db.flush()
+            _, kb = await user_and_kb(db, "old@example.com", "handbook")
+            document = await ready_document(db, kb, "leave.md", 2, kind="markdown")
             vector = "[" + ",".join(["0.05"] * 384) + "]"
             for position, content in enumerate(["Interns get twelve days of paid leave.", "The canteen opens at 8."]):
                 await db.execute(
