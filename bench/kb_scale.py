@@ -265,7 +265,7 @@ async def fill(
                 Chunk(content=pairs[r][1] + (f" copy{copy}" if copy else ""), context=pairs[r][0], position=i)
                 for i, r in enumerate(rows)
             ]
-            await index.add(db, document.id, kb_id, chunks, batch.astype(np.float32))
+            await index.add(db, user_id, document.id, kb_id, chunks, batch.astype(np.float32))
             if start % 5000 == 0:
                 await db.commit()
                 print(f"  wrote {start + n}/{size} chunks", end="\r", flush=True)

@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 import pytest
 from numpy.typing import NDArray
-from sqlalchemy import delete, text
+from sqlalchemy import delete, select, text
 
 from aigw.knowledge.chunk import Chunk
 from aigw.knowledge.hnsw import HnswOptions, graph_path, read_graph, read_header
@@ -96,7 +96,7 @@ async def add_documents(
                 db.add_all(KbDocumentTag(document_id=document.id, tag=tag) for tag in document_tags)
                 batch = vectors(PER_DOCUMENT, seed * 1000 + i)
                 chunks = [Chunk(content=f"chunk {j} of {document.id}", context="", position=j) for j in range(100)]
-                await index.add(db, document.id, kb_id, chunks, batch)
+                await index.add(db, user_id, document.id, kb_id, chunks, batch)
                 added[document.id] = (document_tags, batch)
             await db.commit()
     finally:
@@ -253,8 +253,10 @@ async def test_deleted_documents_leave_the_results(searcher: Searcher, corpus: C
     query = corpus.vectors[corpus.chunk_documents == gone][0]
     assert (await searcher.search([corpus.big], query, 10))[0] in gone_ids
     async with searcher.sessions() as db:
+        owner = await db.scalar(select(KbDocument.user_id).where(KbDocument.id == gone))
+        assert owner is not None
+        await searcher.index.deleting(db, owner, [gone])
         await db.execute(delete(KbDocument).where(KbDocument.id == gone))
-        await searcher.index.deleted(db)
         await db.commit()
     found = await searcher.search([corpus.big, corpus.other], query, 100)
     assert len(found) == 100 and not set(found) & gone_ids

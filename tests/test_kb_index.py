@@ -51,7 +51,7 @@ async def test_a_rare_tag_in_a_large_kb_finds_all_its_chunks(backend: str, tmp_p
                 centre = far if rare else near
                 vectors = unit(centre + rng.normal(0, 0.15, (10, DIMS)))
                 chunks = [Chunk(content=f"chunk {j} of {i}", context="", position=j) for j in range(10)]
-                await index.add(db, document.id, kb.id, chunks, vectors)
+                await index.add(db, kb.user_id, document.id, kb.id, chunks, vectors)
                 await db.flush()
                 if rare:
                     rare_document = document.id
@@ -99,12 +99,14 @@ async def test_sqlite_keeps_its_vector_matrix_up_to_date_off_the_event_loop(
             for i in range(2):
                 document = await ready_document(db, kb, f"d{i}.txt", 3)
                 chunks = [Chunk(content=f"chunk {j}", context="", position=j) for j in range(3)]
-                await index.add(db, document.id, kb.id, chunks, unit(np.random.default_rng(i).normal(size=(3, DIMS))))
+                await index.add(
+                    db, kb.user_id, document.id, kb.id, chunks, unit(np.random.default_rng(i).normal(size=(3, DIMS)))
+                )
                 documents.append(document)
             await db.commit()
             assert len(await index.vector(db, Scope([kb.id]), unit(np.ones((1, DIMS)))[0], 10)) == 6
+            await index.deleting(db, kb.user_id, [documents[0].id])
             await db.delete(documents[0])
-            await index.deleted(db)
             await db.commit()
             assert len(await index.vector(db, Scope([kb.id]), unit(np.ones((1, DIMS)))[0], 10)) == 3
     finally:
@@ -112,3 +114,70 @@ async def test_sqlite_keeps_its_vector_matrix_up_to_date_off_the_event_loop(
         await engine.dispose()
     assert {entry.split("@")[0] for entry in seen} >= {"append", "keep_only"}
     assert not [entry for entry in seen if entry.endswith(f"@{loop_thread}")], seen
+
+
+HANDBOOK = [
+    "Interns get twelve days of paid leave a year.",
+    "Leave requests go to your manager two weeks ahead.",
+    "The canteen serves lunch from noon; interns eat free on Fridays.",
+    "Sick days do not count against paid leave.",
+]
+# Another user's uploads, heavy in two of the question's words: under table-wide statistics they made "leave" and
+# "days" common, which changed the handbook's weights and (in a large index) which words were searched.
+FLOOD = [f"Leave days, note {i}: leave, days, leave again, and days of leave." for i in range(60)]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_a_users_ranking_does_not_change_with_what_other_users_upload(
+    backend: str, tmp_path: Path, request: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Word weights and pruning come from the searching user's own chunks: another user's upload leaves every
+    score and the order of the first user's full-text results exactly as they were. Pruning is switched on at this
+    size (it starts at 50k chunks), so it is covered too. Each search runs on a fresh index, as on another worker,
+    so no remembered count hides a change."""
+    from aigw.knowledge import index as index_module
+
+    monkeypatch.setattr(index_module, "PRUNE_MIN_CHUNKS", 1)
+    if backend == "postgres":
+        url = await asyncio.to_thread(request.getfixturevalue("postgres").new_database)
+    else:
+        url = f"sqlite:///{tmp_path / 'aigw.db'}"
+    engine = create_engine(normalize_database_url(url))
+    rng = np.random.default_rng(5)
+
+    async def write(db: Any, kb: Any, texts: list[str]) -> None:
+        index = build_index(engine.dialect.name)
+        document = await ready_document(db, kb, f"{kb.name}.txt", len(texts))
+        chunks = [Chunk(content=content, context="", position=i) for i, content in enumerate(texts)]
+        await index.add(db, kb.user_id, document.id, kb.id, chunks, unit(rng.normal(size=(len(texts), DIMS))))
+        await db.commit()
+        await index.close()
+
+    async def search(kb_id: int, question: str = "leave days for interns in the canteen") -> list[tuple[int, float]]:
+        index = build_index(engine.dialect.name)
+        async with session_factory(engine)() as db:
+            found = await index.fulltext(db, Scope([kb_id]), question, 10)
+        await index.close()
+        return found
+
+    try:
+        await migrate(engine, tmp_path / ".migrate.lock")
+        async with session_factory(engine)() as db:
+            _, handbook = await user_and_kb(db, "mine@example.com", "handbook")
+            await write(db, handbook, HANDBOOK)
+            handbook_id = handbook.id
+        before = await search(handbook_id)
+        assert len(before) >= 3
+        async with session_factory(engine)() as db:
+            _, theirs = await user_and_kb(db, "theirs@example.com", "flood")
+            await write(db, theirs, FLOOD)
+            theirs_id = theirs.id
+        after = await search(handbook_id)
+        assert [chunk for chunk, _ in after] == [chunk for chunk, _ in before]
+        assert [score for _, score in after] == pytest.approx([score for _, score in before], rel=1e-9)
+        flood = await search(theirs_id, "leave days")
+        async with session_factory(engine)() as db:
+            mine = set(await db.scalars(text("SELECT id FROM kb_chunks WHERE kb_id = :k"), {"k": handbook_id}))
+        assert flood and not {chunk for chunk, _ in flood} & mine
+    finally:
+        await engine.dispose()

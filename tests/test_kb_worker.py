@@ -218,8 +218,10 @@ def test_two_workers_never_both_finish_one_document(tmp_path: Path) -> None:
         assert doc["status"] == "ready"
         with sqlite3.connect(data_dir / "aigw.db") as conn:
             rows = conn.execute("SELECT count(*) FROM kb_chunks WHERE document_id = ?", (doc_id,)).fetchone()[0]
+            owner = conn.execute("SELECT user_id FROM kb_documents WHERE id = ?", (doc_id,)).fetchone()[0]
             fts = conn.execute(
-                "SELECT count(*) FROM kb_chunks_fts WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = ?)",
+                f"SELECT count(*) FROM kb_chunks_fts_{owner} "
+                "WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id = ?)",
                 (doc_id,),
             ).fetchone()[0]
         assert rows == fts == doc["chunks"] > 100

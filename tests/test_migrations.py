@@ -60,3 +60,59 @@ async def test_postgres_full_text_survives_the_move_to_its_own_table(postgres: A
             assert await db.scalar(text("SELECT count(*) FROM kb_chunks_fts")) == 0
     finally:
         await engine.dispose()
+
+
+async def test_sqlite_full_text_survives_the_split_into_one_table_per_owner(tmp_path: Any) -> None:
+    """0005 moves SQLite's full text from one shared FTS5 table into one per owner: each user's chunks written
+    before it are found after it, by their owner only, and deleting a document still takes its full-text rows."""
+    engine = create_engine(normalize_database_url(f"sqlite:///{tmp_path / 'aigw.db'}"))
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(upgrade_to("0004"))
+        owners = {}
+        async with session_factory(engine)() as db:
+            for email, content in [("a@example.com", "Interns get twelve days of paid leave."),
+                                   ("b@example.com", "Interns at our firm get no leave at all.")]:  # fmt: skip
+                user, kb = await user_and_kb(db, email, "handbook")
+                document = await ready_document(db, kb, f"{email}.md", 1, kind="markdown")
+                await db.execute(
+                    text(
+                        "INSERT INTO kb_chunks (document_id, kb_id, position, context, content, embedding) "
+                        "VALUES (:d, :k, 0, 'Leave', :c, NULL)"
+                    ),
+                    {"d": document.id, "k": kb.id, "c": content},
+                )
+                chunk_id = await db.scalar(text("SELECT max(id) FROM kb_chunks"))
+                await db.execute(
+                    text("INSERT INTO kb_chunks_fts (rowid, context, content) VALUES (:i, 'Leave', :c)"),
+                    {"i": chunk_id, "c": content},
+                )
+                owners[email] = (user.id, kb.id, document.id, chunk_id)
+            await db.commit()
+        async with engine.begin() as conn:
+            await conn.run_sync(upgrade_to("head"))
+
+        index = build_index("sqlite")
+        async with session_factory(engine)() as db:
+            for _, kb_id, _, chunk_id in owners.values():
+                found = await index.fulltext(db, Scope([kb_id]), "interns leave", 5)
+                assert [chunk for chunk, _ in found] == [chunk_id]
+            user_id, kb_id, document_id, chunk_id = owners["a@example.com"]
+            await index.deleting(db, user_id, [document_id])
+            await db.execute(text("DELETE FROM kb_documents WHERE id = :d"), {"d": document_id})
+            await db.commit()
+            assert await index.fulltext(db, Scope([kb_id]), "interns leave", 5) == []
+            assert await db.scalar(text(f"SELECT count(*) FROM kb_chunks_fts_{user_id}")) == 0
+            tables = set(await db.scalars(text("SELECT name FROM sqlite_master WHERE name LIKE 'kb_chunks_fts%'")))
+            assert "kb_chunks_fts" not in tables
+        async with engine.begin() as conn:  # and back: the shared table is rebuilt from the chunks
+            await conn.run_sync(lambda connection: command.downgrade(_config(connection), "0004"))
+            assert (await conn.execute(text("SELECT count(*) FROM kb_chunks_fts"))).scalar() == 1
+    finally:
+        await engine.dispose()
+
+
+def _config(connection: Connection) -> Any:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    return config

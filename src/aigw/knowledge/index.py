@@ -1,15 +1,17 @@
 """Where chunks are stored and searched; the only module that knows SQLite from PostgreSQL.
 
-SQLite: full text in an FTS5 table (BM25), vectors as float32 BLOBs in `kb_chunks`, searched exactly by an
-in-memory matrix that each worker keeps in step with the table (new rows are read past the highest id seen;
-deletions bump `kb_index_state.generation`); past a size threshold, large scopes go through an HNSW graph that
-follows the matrix and is kept in the data dir (`hnsw.py`). PostgreSQL: tsvectors with a GIN index in their own
-narrow table, `kb_chunks_fts` (a full-text query then reads small rows, not chunks with their vectors), and
-pgvector with an HNSW index for large scopes and an exact scan for small ones (pgvector 0.6 filters after the
-HNSW walk, so a small KB among many would otherwise come back short).
+SQLite: full text in one FTS5 table per owner (BM25 over that owner's chunks alone), vectors as float32 BLOBs in
+`kb_chunks`, searched exactly by an in-memory matrix that each worker keeps in step with the table (new rows are
+read past the highest id seen; deletions bump `kb_index_state.generation`); past a size threshold, large scopes go
+through an HNSW graph that follows the matrix and is kept in the data dir (`hnsw.py`). PostgreSQL: tsvectors with a
+GIN index in their own narrow table, `kb_chunks_fts` (a full-text query then reads small rows, not chunks with
+their vectors), and pgvector with an HNSW index for large scopes and an exact scan for small ones (pgvector 0.6
+filters after the HNSW walk, so a small KB among many would otherwise come back short).
 
 Every search takes a `Scope` and applies it inside the query: the KBs (which are always one owner's), and the
-document tags to include or exclude.
+document tags to include or exclude. How much a query word counts (its weight, and whether it is too common to
+search for) comes from the searching owner's own chunks, on both backends (`TermStatistics`): what other users
+upload never changes a user's ranking.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -44,11 +46,14 @@ PG_EXACT_SCAN_LIMIT = 20_000
 # PostgreSQL full text re-ranks this many ts_rank candidates by idf-weighted term ranks.
 PG_CANDIDATES = 200
 FREQUENCY_TTL_SECONDS = 60.0
-# Full text on a large SQLite index skips words found in more than PRUNE_SHARE of its chunks (keeping at least
-# PRUNE_KEEP words): measured at 100k chunks, p50 50 -> 5 ms for the quality questions.
+# Full text for an owner of many chunks skips words found in more than PRUNE_SHARE of them (keeping at least
+# PRUNE_KEEP words): measured at 100k chunks on SQLite, p50 50 -> 5 ms for the quality questions.
 PRUNE_MIN_CHUNKS = 50_000
 PRUNE_SHARE = 0.02
 PRUNE_KEEP = 2
+# SQLite: each owner's FTS5 table (FTS5's BM25 takes its statistics from its whole table).
+FTS5_TABLE = "kb_chunks_fts_{owner}"
+FTS5_COLUMNS = "context, content, tokenize = 'porter unicode61 remove_diacritics 2'"
 # Arbitrary constant naming aigw's index-creation lock among PostgreSQL advisory locks.
 _PG_INDEX_LOCK = 0x6B62696E
 
@@ -94,17 +99,81 @@ def query_terms(query: str) -> list[str]:
     return list(seen)[:32]
 
 
+def idf(chunks: int, frequency: int) -> float:
+    """BM25's inverse document frequency (Lucene's form, always > 0) of a word in `frequency` of `chunks` chunks."""
+    frequency = min(frequency, chunks)  # counts are remembered a while: the scope may have shrunk since
+    return math.log(1 + (chunks - frequency + 0.5) / (frequency + 0.5))
+
+
+def selective(terms: list[str], frequencies: dict[str, int], chunks: int) -> list[str]:
+    """The words worth searching for: in a large scope, those in at most `PRUNE_SHARE` of its chunks, and at least
+    the `PRUNE_KEEP` rarest. BM25 gives common words little weight anyway, but the index must score every chunk
+    they match: at 100k chunks one such word cost ~90 ms a query."""
+    if chunks < PRUNE_MIN_CHUNKS or len(terms) <= PRUNE_KEEP:
+        return terms
+    kept = [term for term in terms if frequencies[term] <= PRUNE_SHARE * chunks]
+    if len(kept) < PRUNE_KEEP:
+        kept = sorted(terms, key=frequencies.__getitem__)[:PRUNE_KEEP]
+    return kept
+
+
+class TermStatistics:
+    """Where both indexes get a query word's statistics: from the chunks of the owner of the searched KBs (all of
+    their ready documents), never from other users'. Per owner rather than per searched KB because SQLite's BM25
+    can only take its statistics from a whole FTS5 table, and that table is the owner's: one rule, both backends.
+    Word counts are remembered for a minute."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[int, str], tuple[int, float]] = {}
+
+    async def owner(self, db: AsyncSession, kb_ids: Sequence[int]) -> int | None:
+        """The one owner of the KBs (None when none exists)."""
+        params = {"scope_kbs": list(kb_ids)}
+        statement = _expanding("SELECT DISTINCT user_id FROM knowledge_bases WHERE id IN :scope_kbs", params)
+        owners = list(await db.scalars(statement, params))
+        if len(owners) > 1:
+            raise ValueError("a search scope spans the KBs of several users")
+        return int(owners[0]) if owners else None
+
+    async def chunks(self, db: AsyncSession, owner: int) -> int:
+        """The owner's searchable chunks."""
+        total = await db.scalar(
+            text(
+                "SELECT coalesce(sum(chunk_count), 0) FROM kb_documents WHERE status = 'ready' AND kb_id IN "
+                "(SELECT id FROM knowledge_bases WHERE user_id = :owner)"
+            ),
+            {"owner": owner},
+        )
+        return int(total or 0)
+
+    async def frequencies(self, owner: int, terms: list[str], count: Callable[[str], Awaitable[int]]) -> dict[str, int]:
+        """How many of the owner's chunks each word is in, by `count` (the backend's own matching)."""
+        now = time.monotonic()
+        found = {}
+        for term in terms:
+            cached = self._counts.get((owner, term))
+            if cached is not None and now - cached[1] < FREQUENCY_TTL_SECONDS:
+                found[term] = cached[0]
+                continue
+            found[term] = await count(term)
+            if len(self._counts) > 50_000:
+                self._counts.clear()
+            self._counts[(owner, term)] = (found[term], now)
+        return found
+
+
 class KnowledgeIndex(Protocol):
     async def prepare(self, db: AsyncSession, dimensions: int) -> None: ...
 
     async def add(
-        self, db: AsyncSession, document_id: int, kb_id: int, chunks: Sequence[Chunk], vectors: Vector
+        self, db: AsyncSession, owner: int, document_id: int, kb_id: int, chunks: Sequence[Chunk], vectors: Vector
     ) -> None:
         """Insert a document's chunks, their vectors and full text, in the caller's transaction."""
         ...
 
-    async def deleted(self, db: AsyncSession) -> None:
-        """Record, in the caller's transaction, that chunks were deleted."""
+    async def deleting(self, db: AsyncSession, owner: int, document_ids: Sequence[int]) -> None:
+        """In the caller's transaction, before the owner's documents (and so their chunks) are deleted: drop what
+        the index keeps beside the chunks."""
         ...
 
     async def fulltext(self, db: AsyncSession, scope: Scope, query: str, limit: int) -> list[tuple[int, float]]:
@@ -240,16 +309,18 @@ class SqliteIndex:
         self.hnsw = hnsw
         self._allocated = 0  # the highest chunk id SQLite ever gave out
         self._lock = asyncio.Lock()
-        self._frequencies: dict[str, int] = {}  # chunks per query word, while the table is unchanged
-        self._frequencies_at = (0, -1)
+        self.statistics = TermStatistics()
+        self._tables: set[str] = set()  # owners' FTS5 tables known to exist
 
     async def prepare(self, db: AsyncSession, dimensions: int) -> None:  # noqa: ARG002 - nothing per dimension
         await self._sync(db)
 
     async def add(
-        self, db: AsyncSession, document_id: int, kb_id: int, chunks: Sequence[Chunk], vectors: Vector
+        self, db: AsyncSession, owner: int, document_id: int, kb_id: int, chunks: Sequence[Chunk], vectors: Vector
     ) -> None:
         rows = insert_params(document_id, kb_id, chunks, [v.astype(np.float32).tobytes() for v in vectors])
+        table = FTS5_TABLE.format(owner=int(owner))
+        await db.execute(text(f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING fts5({FTS5_COLUMNS})"))
         await db.execute(
             text(
                 "INSERT INTO kb_chunks (document_id, kb_id, position, page, row, context, content, embedding) "
@@ -259,27 +330,55 @@ class SqliteIndex:
         )
         await db.execute(
             text(
-                "INSERT INTO kb_chunks_fts (rowid, context, content) "
+                f"INSERT INTO {table} (rowid, context, content) "
                 "SELECT id, context, content FROM kb_chunks WHERE document_id = :document_id"
             ),
             {"document_id": document_id},
         )
 
-    async def deleted(self, db: AsyncSession) -> None:
+    async def deleting(self, db: AsyncSession, owner: int, document_ids: Sequence[int]) -> None:
+        if document_ids and await self._has_table(db, owner):
+            params = {"ids": list(document_ids)}
+            statement = (
+                f"DELETE FROM {FTS5_TABLE.format(owner=int(owner))} "
+                "WHERE rowid IN (SELECT id FROM kb_chunks WHERE document_id IN :ids)"
+            )
+            await db.execute(_expanding(statement, params), params)
         await db.execute(text("UPDATE kb_index_state SET generation = generation + 1 WHERE id = 1"))
 
+    async def _has_table(self, db: AsyncSession, owner: int) -> bool:
+        table = FTS5_TABLE.format(owner=int(owner))
+        if table not in self._tables:
+            found = await db.scalar(
+                text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :t"), {"t": table}
+            )
+            if found:
+                self._tables.add(table)  # never dropped but by a downgrade
+        return table in self._tables
+
     async def fulltext(self, db: AsyncSession, scope: Scope, query: str, limit: int) -> list[tuple[int, float]]:
-        terms = await self._selective_terms(db, query_terms(query))
-        if not terms:
+        terms = query_terms(query)
+        owner = await self.statistics.owner(db, scope.kb_ids)
+        if not terms or owner is None or not await self._has_table(db, owner):
             return []
+        table = FTS5_TABLE.format(owner=owner)
+        if len(terms) > PRUNE_KEEP:
+            chunks = await self.statistics.chunks(db, owner)
+            if chunks >= PRUNE_MIN_CHUNKS:
+
+                async def count(term: str) -> int:
+                    statement = text(f"SELECT count(*) FROM {table} WHERE {table} MATCH :match")
+                    return int(await db.scalar(statement, {"match": _fts_match([term])}) or 0)
+
+                terms = selective(terms, await self.statistics.frequencies(owner, terms, count), chunks)
         where, params = scope.sql()
         result = await db.execute(
             _expanding(
-                "SELECT kb_chunks_fts.rowid, bm25(kb_chunks_fts) AS rank FROM kb_chunks_fts "
+                f"SELECT f.rowid, bm25({table}) AS rank FROM {table} f "
                 # The covering index gives the scope's columns without reading the wide chunk rows (migration
                 # 0004); SQLite's planner would otherwise look rows up by rowid.
-                "JOIN kb_chunks c INDEXED BY ix_kb_chunks_scope ON c.id = kb_chunks_fts.rowid "
-                f"WHERE kb_chunks_fts MATCH :match AND {where} "
+                "JOIN kb_chunks c INDEXED BY ix_kb_chunks_scope ON c.id = f.rowid "
+                f"WHERE {table} MATCH :match AND {where} "
                 "ORDER BY rank LIMIT :limit",
                 params,
             ),
@@ -287,30 +386,6 @@ class SqliteIndex:
         )
         # FTS5's bm25() is negative, better is lower.
         return [(int(chunk_id), -float(rank)) for chunk_id, rank in result.all()]
-
-    async def _selective_terms(self, db: AsyncSession, terms: list[str]) -> list[str]:
-        """Drop the words that are in a large share of a large index. BM25 gives them little weight anyway, but
-        FTS5 must score every chunk they match: at 100k chunks one such word made a query cost ~90 ms."""
-        if len(terms) <= PRUNE_KEEP:
-            return terms
-        await self._sync(db)  # the matrix knows how many chunks there are
-        chunks = self._matrix.size
-        if chunks < PRUNE_MIN_CHUNKS:
-            return terms
-        if self._frequencies_at != (self._matrix.last_id, self._matrix.generation):
-            self._frequencies.clear()
-            self._frequencies_at = (self._matrix.last_id, self._matrix.generation)
-        for term in terms:
-            if term not in self._frequencies:
-                count = await db.scalar(
-                    text("SELECT count(*) FROM kb_chunks_fts WHERE kb_chunks_fts MATCH :match"),
-                    {"match": _fts_match([term])},
-                )
-                self._frequencies[term] = int(count or 0)
-        kept = [term for term in terms if self._frequencies[term] <= PRUNE_SHARE * chunks]
-        if len(kept) < PRUNE_KEEP:
-            kept = sorted(terms, key=self._frequencies.__getitem__)[:PRUNE_KEEP]
-        return kept
 
     async def vector(self, db: AsyncSession, scope: Scope, query: Vector, limit: int) -> list[tuple[int, float]]:
         await self._sync(db)
@@ -430,7 +505,7 @@ def _count_cap(chunks: int) -> int:
 class PostgresIndex:
     def __init__(self) -> None:
         self.dimensions = 0
-        self._frequency_cache: dict[tuple[Any, str], tuple[int, float]] = {}
+        self.statistics = TermStatistics()
 
     async def prepare(self, db: AsyncSession, dimensions: int) -> None:
         await self._ensure_hnsw(db, dimensions)
@@ -453,7 +528,13 @@ class PostgresIndex:
         self.dimensions = dimensions
 
     async def add(
-        self, db: AsyncSession, document_id: int, kb_id: int, chunks: Sequence[Chunk], vectors: Vector
+        self,
+        db: AsyncSession,
+        owner: int,  # noqa: ARG002 - kb_chunks_fts is one table: PostgreSQL's word statistics are per query
+        document_id: int,
+        kb_id: int,
+        chunks: Sequence[Chunk],
+        vectors: Vector,
     ) -> None:
         rows = insert_params(document_id, kb_id, chunks, [_pg_vector(v) for v in vectors])
         await self._ensure_hnsw(db, vectors.shape[1])
@@ -472,8 +553,8 @@ class PostgresIndex:
             {"document_id": document_id},
         )
 
-    async def deleted(self, db: AsyncSession) -> None:
-        pass  # the database indexes follow deletions themselves
+    async def deleting(self, db: AsyncSession, owner: int, document_ids: Sequence[int]) -> None:
+        pass  # kb_chunks_fts and the database indexes follow deletions themselves
 
     async def close(self) -> None:
         pass
@@ -482,22 +563,30 @@ class PostgresIndex:
         """BM25-like ranking in two steps. PostgreSQL's ts_rank knows no inverse document frequency: without it a
         word in every chunk ("day") outranks the one word that matters ("interns"). So the best `PG_CANDIDATES`
         matches by ts_rank over the query's selective words are re-ranked by the sum of each word's ts_rank
-        weighted by its BM25 idf in the scope. Words in most of a large scope are left out of the first step,
-        which would otherwise rank every chunk they match."""
+        weighted by its BM25 idf among the owner's chunks. Words in most of a large owner's chunks are left out of
+        the first step, which would otherwise rank every chunk they match."""
         terms = query_terms(query)
-        if not terms:
+        owner = await self.statistics.owner(db, scope.kb_ids)
+        if not terms or owner is None:
             return []
+        total = max(await self.statistics.chunks(db, owner), 1)
+        cap = _count_cap(total)
+
+        async def count(term: str) -> int:
+            found = await db.scalar(
+                text(
+                    "SELECT count(*) FROM (SELECT 1 FROM kb_chunks_fts c WHERE c.tsv @@ to_tsquery('english', :t) "
+                    "AND c.kb_id IN (SELECT id FROM knowledge_bases WHERE user_id = :owner) LIMIT :cap) AS found"
+                ),
+                {"t": term, "owner": owner, "cap": cap},
+            )
+            return int(found or 0)
+
+        frequencies = await self.statistics.frequencies(owner, terms, count)
+        weights = {t: idf(total, frequencies[t]) for t in terms}
         where, params = scope.sql()
-        total = max(await self._chunks_in_scope(db, params["scope_kbs"]), 1)
-        frequencies = await self._frequencies(db, scope, terms, _count_cap(total))
-        # Counts are remembered for a minute, so one can exceed a scope that shrank since: clamp, keeping idf > 0.
-        frequencies = {t: min(n, total) for t, n in frequencies.items()}
-        idf = {t: math.log(1 + (total - frequencies[t] + 0.5) / (frequencies[t] + 0.5)) for t in terms}
-        selective = [t for t in terms if frequencies[t] <= PRUNE_SHARE * total] if total >= PRUNE_MIN_CHUNKS else terms
-        if len(selective) < PRUNE_KEEP:
-            selective = sorted(terms, key=frequencies.__getitem__)[:PRUNE_KEEP]
         term_queries = ", ".join(f"to_tsquery('english', :t{i}) AS q{i}" for i in range(len(terms)))
-        rank = " + ".join(f"{idf[t]:.6f} * ts_rank(m.tsv, q.q{i}, 1)" for i, t in enumerate(terms))
+        rank = " + ".join(f"{weights[t]:.6f} * ts_rank(m.tsv, q.q{i}, 1)" for i, t in enumerate(terms))
         sql = (
             f"WITH q AS (SELECT {term_queries}, to_tsquery('english', :selective) AS qa), "
             f"m AS MATERIALIZED (SELECT c.id, c.tsv FROM kb_chunks_fts c, q WHERE c.tsv @@ q.qa AND {where} "
@@ -507,40 +596,11 @@ class PostgresIndex:
         values = {
             **params,
             **{f"t{i}": term for i, term in enumerate(terms)},
-            "selective": " | ".join(selective),
+            "selective": " | ".join(selective(terms, frequencies, total)),
             "limit": limit,
         }
         result = await db.execute(_expanding(sql, params), values)
         return [(int(chunk_id), float(rank)) for chunk_id, rank in result.all() if rank > 0]
-
-    async def _frequencies(self, db: AsyncSession, scope: Scope, terms: list[str], cap: int) -> dict[str, int]:
-        """How many chunks of the scope each word is in, counted up to `cap` (a GIN index scan), remembered for a
-        minute."""
-        now = time.monotonic()
-        key_scope = (tuple(sorted(scope.kb_ids)), tuple(scope.include_tags), tuple(scope.exclude_tags))
-        where, params = scope.sql()
-        found = {}
-        for term in terms:
-            cached = self._frequency_cache.get((key_scope, term))
-            if cached is not None and now - cached[1] < FREQUENCY_TTL_SECONDS:
-                found[term] = cached[0]
-                continue
-            count = await db.scalar(
-                _expanding(
-                    "SELECT count(*) FROM (SELECT 1 FROM kb_chunks_fts c "
-                    f"WHERE c.tsv @@ to_tsquery('english', :t) AND {where} LIMIT :cap) AS found",
-                    params,
-                ),
-                {**params, "t": term, "cap": cap},
-            )
-            found[term] = int(count or 0)
-            if len(self._frequency_cache) > 50_000:
-                self._frequency_cache.clear()
-            self._frequency_cache[(key_scope, term)] = (found[term], now)
-        return found
-
-    async def _chunks_in_scope(self, db: AsyncSession, kb_ids: Sequence[int]) -> int:
-        return (await self._sizes(db, kb_ids))[0]
 
     async def _sizes(self, db: AsyncSession, kb_ids: Sequence[int]) -> tuple[int, float]:
         """Chunks in the scope, and the planner's estimate of all chunks (kept by ANALYZE and autovacuum;

@@ -276,7 +276,7 @@ class IngestionWorker:
                 return False
             document = await db.get(KbDocument, doc_id)
             assert document is not None
-            await self.index.add(db, doc_id, document.kb_id, chunks, vectors)
+            await self.index.add(db, document.user_id, doc_id, document.kb_id, chunks, vectors)
             await db.commit()
             return True
 

@@ -105,12 +105,14 @@ class KnowledgeService:
     async def delete_kb(self, db: AsyncSession, user_id: int, kb_id: int) -> None:
         """Delete a KB, its documents, chunks and vectors in one transaction; then its files."""
         kb = await self.get_kb(db, user_id, kb_id)
-        stored = list(await db.scalars(select(KbDocument.stored_name).where(KbDocument.kb_id == kb.id)))
+        documents = (
+            await db.execute(select(KbDocument.id, KbDocument.stored_name).where(KbDocument.kb_id == kb.id))
+        ).all()
+        await self.index.deleting(db, kb.user_id, [doc_id for doc_id, _ in documents])
         await db.execute(delete(KbDocument).where(KbDocument.kb_id == kb.id))
         await db.delete(kb)
-        await self.index.deleted(db)
         await db.commit()
-        self._remove_files(stored)
+        self._remove_files([stored for _, stored in documents])
 
     # Documents
 
@@ -190,8 +192,8 @@ class KnowledgeService:
 
     async def delete_document(self, db: AsyncSession, user_id: int, kb_id: int, doc_id: int) -> None:
         info = await self.get_document(db, user_id, kb_id, doc_id)
+        await self.index.deleting(db, info.document.user_id, [info.document.id])
         await db.delete(info.document)
-        await self.index.deleted(db)
         await db.commit()
         self._remove_files([info.document.stored_name])
 
