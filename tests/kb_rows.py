@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aigw.store.models import KbDocument, KnowledgeBase, User
@@ -17,15 +21,22 @@ async def user_and_kb(db: AsyncSession, email: str, kb_name: str) -> tuple[User,
     return user, kb
 
 
+@dataclass(frozen=True)
+class DocumentRow:
+    id: int
+
+
 async def ready_document(
     db: AsyncSession, kb: KnowledgeBase, filename: str, chunks: int, kind: str = "text"
-) -> KbDocument:
-    """A `ready` document row of `chunks` chunks (the chunks themselves are the caller's to write)."""
+) -> DocumentRow:
+    """A `ready` document row of `chunks` chunks (the chunks themselves are the caller's to write). Written with
+    only the columns every revision has, so that migration tests can write it at an older one."""
     media_type = {"text": "text/plain", "markdown": "text/markdown"}[kind]
-    document = KbDocument(
-        kb_id=kb.id, user_id=kb.user_id, filename=filename, kind=kind, media_type=media_type, size=1,
-        stored_name=filename, status="ready", chunk_count=chunks, attempts=1,
+    document_id = await db.scalar(
+        insert(KbDocument.__table__).values(
+            kb_id=kb.id, user_id=kb.user_id, filename=filename, kind=kind, media_type=media_type, size=1,
+            stored_name=filename, status="ready", chunk_count=chunks, attempts=1, created_at=datetime.now(UTC),
+        ).returning(KbDocument.__table__.c.id)
     )  # fmt: skip
-    db.add(document)
-    await db.flush()
-    return document
+    assert document_id is not None
+    return DocumentRow(int(document_id))

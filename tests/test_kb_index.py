@@ -106,7 +106,7 @@ async def test_sqlite_keeps_its_vector_matrix_up_to_date_off_the_event_loop(
             await db.commit()
             assert len(await index.vector(db, Scope([kb.id]), unit(np.ones((1, DIMS)))[0], 10)) == 6
             await index.deleting(db, kb.user_id, [documents[0].id])
-            await db.delete(documents[0])
+            await db.execute(text("DELETE FROM kb_documents WHERE id = :d"), {"d": documents[0].id})
             await db.commit()
             assert len(await index.vector(db, Scope([kb.id]), unit(np.ones((1, DIMS)))[0], 10)) == 3
     finally:

@@ -3,6 +3,7 @@ chat answers with the user's knowledge (sources in `done`) only when it is relev
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from conftest import Gateway, start_gateway
@@ -82,14 +84,31 @@ def _kb(gw: Gateway) -> int:
     return _kbs[gw.url]
 
 
-def _chunk_rows(db: Path, doc_id: int) -> int:
-    with sqlite3.connect(db) as conn:
-        return int(conn.execute("SELECT count(*) FROM kb_chunks WHERE document_id = ?", (doc_id,)).fetchone()[0])
+def _chunk_rows(data_dir: Path, database_url: str | None, doc_id: int) -> int:
+    sql = "SELECT count(*) FROM kb_chunks WHERE document_id = " + str(int(doc_id))
+    if database_url is None:
+        with sqlite3.connect(data_dir / "aigw.db") as conn:
+            return int(conn.execute(sql).fetchone()[0])
+
+    async def count() -> int:
+        conn = await asyncpg.connect(database_url.replace("postgresql://", "postgres://"))
+        try:
+            return int(await conn.fetchval(sql))
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
 
 
-def test_a_killed_ingestion_resumes_after_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_killed_ingestion_resumes_after_restart(backend: str, tmp_path: Path, request: Any) -> None:
+    """Killed mid-embedding (as the document itself reports it, however fast or busy the machine is), the server
+    leaves nothing half-written, and after a restart the document is taken up again and finished."""
     data_dir = tmp_path / "gw"
-    env = {"AIGW_KB_JOB_LEASE_SECONDS": "2", "AIGW_MAX_BODY_BYTES": str(4 * 1024 * 1024)}
+    database_url = request.getfixturevalue("postgres").new_database() if backend == "postgres" else None
+    env: dict[str, Any] = {"AIGW_KB_JOB_LEASE_SECONDS": "2", "AIGW_MAX_BODY_BYTES": str(4 * 1024 * 1024)}
+    if database_url:
+        env["database_url"] = database_url
     gw = start_gateway(data_dir, **env)
     client = gw.client(gw.new_user(rate_limit=1_000_000).key)  # polled many times a second below
     kb_id = client.post("/api/kb", json={"name": "Big"}).json()["id"]
@@ -98,7 +117,6 @@ def test_a_killed_ingestion_resumes_after_restart(tmp_path: Path) -> None:
     resp = upload(client, kb_id, "big.txt", "\n\n".join(paragraphs).encode())
     assert resp.status_code == 202
     doc_id = resp.json()["id"]
-    # Killed mid-embedding, as the document itself reports it, however fast or busy the machine is.
     deadline = time.monotonic() + 300
     while True:
         doc = client.get(f"/api/kb/{kb_id}/documents/{doc_id}").json()
@@ -111,14 +129,14 @@ def test_a_killed_ingestion_resumes_after_restart(tmp_path: Path) -> None:
     os.killpg(gw.proc.pid, signal.SIGKILL)
     gw.proc.wait()
     gw.stop()  # closes the test's clients; the server is already gone
-    assert _chunk_rows(data_dir / "aigw.db", doc_id) == 0  # nothing half-written is searchable
+    assert _chunk_rows(data_dir, database_url, doc_id) == 0  # nothing half-written is searchable
 
     restarted = start_gateway(data_dir, **env)
     try:
         again = restarted.client(client.headers["Authorization"].split()[1])
         doc = wait_ready(again, kb_id, doc_id, timeout=300)
         assert doc["status"] == "ready" and doc["chunks"] > 100
-        assert _chunk_rows(data_dir / "aigw.db", doc_id) == doc["chunks"]
+        assert _chunk_rows(data_dir, database_url, doc_id) == doc["chunks"]
         hits = query(again, kb_id, "When is the backup generator tested?")
         assert "generator" in hits[0]["content"]
     finally:

@@ -55,6 +55,9 @@ async def test_postgres_full_text_survives_the_move_to_its_own_table(postgres: A
             content = await db.scalar(text("SELECT content FROM kb_chunks WHERE id = :i"), {"i": found[0][0]})
             assert content == "Interns get twelve days of paid leave."
             assert await index.fulltext(db, Scope([kb_id + 1]), "interns", 5) == []
+            # 0006: written before models were recorded, with 384-dimension vectors: aigw's only default model.
+            model = await db.scalar(text("SELECT embedding_model FROM kb_documents WHERE id = :d"), {"d": document_id})
+            assert model == "all-MiniLM-L6-v2"
             await db.execute(text("DELETE FROM kb_documents WHERE id = :d"), {"d": document_id})
             await db.commit()
             assert await db.scalar(text("SELECT count(*) FROM kb_chunks_fts")) == 0
@@ -97,6 +100,8 @@ async def test_sqlite_full_text_survives_the_split_into_one_table_per_owner(tmp_
             for _, kb_id, _, chunk_id in owners.values():
                 found = await index.fulltext(db, Scope([kb_id]), "interns leave", 5)
                 assert [chunk for chunk, _ in found] == [chunk_id]
+            # 0006: no vector to tell the model by, so it stays unknown (vector search leaves it to a reindex).
+            assert await db.scalar(text("SELECT count(*) FROM kb_documents WHERE embedding_model IS NULL")) == 2
             user_id, kb_id, document_id, chunk_id = owners["a@example.com"]
             await index.deleting(db, user_id, [document_id])
             await db.execute(text("DELETE FROM kb_documents WHERE id = :d"), {"d": document_id})

@@ -19,6 +19,7 @@ from aigw import __version__
 from aigw.auth import api_keys, users
 from aigw.errors import AigwError
 from aigw.knowledge.progress import unit_of
+from aigw.knowledge.reindex import Reindexer, Stale, stale_counts, stale_documents
 from aigw.knowledge.service import DocumentInfo
 from aigw.runtime import Runtime
 from aigw.settings import get_settings, redacted_url
@@ -255,6 +256,57 @@ def kb_documents(
         raise typer.Exit(1)
 
 
+@kb_app.command("reindex")
+def kb_reindex(
+    kb_id: Annotated[int | None, typer.Option("--kb", help="Only this knowledge base")] = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Every ready document, even those already of the configured model")
+    ] = False,
+) -> None:
+    """Re-embed documents whose vectors come from another embedding model than the configured one.
+
+    Searches compare a question only with vectors of the configured model; documents of another model are found
+    by full text alone until they are re-embedded. Each document is swapped in one transaction from its stored
+    chunks (no re-extraction), so the server can keep serving meanwhile.
+    """
+
+    async def work(rt: Runtime) -> None:
+        model = rt.embedder.model_id
+        async with rt.sessions() as db:
+            documents = await stale_documents(db, model, kb_id, everything=everything)
+        if not documents:
+            typer.echo(f"every document is embedded with {model}")
+            return
+        total = sum(d.chunks for d in documents)
+        typer.echo(f"re-embedding {len(documents)} documents ({total} chunks) with {model}")
+        before: dict[int, int] = {}
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=24),
+            TextColumn("{task.completed}/{task.total} chunks"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        ) as bar:
+            task = bar.add_task("re-embedding", total=total)
+            offset = 0
+
+            def done(stale: Stale, n: int) -> None:
+                nonlocal offset
+                if stale.id not in before:
+                    before[stale.id] = offset
+                    offset += stale.chunks
+                bar.update(task, completed=before[stale.id] + n, description=f"document {stale.id}")
+
+            finished, skipped = await Reindexer(rt.sessions, rt.knowledge.index, rt.embedder).all(documents, done)
+            bar.update(task, completed=total)
+        typer.echo(
+            f"re-embedded {finished} documents with {model}"
+            + (f"; {skipped} skipped (deleted or changed meanwhile)" if skipped else "")
+        )
+
+    run(work)
+
+
 def print_documents(infos: Sequence[DocumentInfo]) -> None:
     typer.echo(f"{'id':>5}  {'status':<11} {'stage':<11} {'progress':<20} {'chunks':>6}  document")
     for info in infos:
@@ -349,6 +401,14 @@ def doctor() -> None:
     async def work(rt: Runtime) -> None:
         for name, up in (await rt.health()).items():
             typer.echo(f"service       {name:<20} {'ok' if up else 'DOWN'}")
+        async with rt.sessions() as db:
+            for other, documents, kbs in await stale_counts(db, rt.embedder.model_id):
+                typer.secho(
+                    f"warning       {documents} documents in {kbs} knowledge bases were embedded with "
+                    f"{other or 'an unrecorded model'}, not {rt.embedder.model_id}: searched by full text only "
+                    "until `aigw kb reindex`",
+                    fg=typer.colors.YELLOW,
+                )
 
     run(work)
     for program, purpose in SYSTEM_PROGRAMS.items():

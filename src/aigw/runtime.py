@@ -26,6 +26,7 @@ from aigw.knowledge.hnsw import HnswOptions
 from aigw.knowledge.index import build_index
 from aigw.knowledge.inject import KnowledgeContext
 from aigw.knowledge.jobs import IngestionWorker
+from aigw.knowledge.reindex import stale_counts
 from aigw.knowledge.retrieve import Retriever
 from aigw.knowledge.service import KnowledgeService
 from aigw.settings import Settings
@@ -112,7 +113,9 @@ class Runtime:
         embedder = build_embedding_engine(settings.embedding, settings.resolved_models_dir)
         engines.register(embedder)
         index = build_index(
-            db.dialect.name, HnswOptions(settings.data_dir / "kb", embedder.model_id, settings.kb_ann_min_chunks)
+            db.dialect.name,
+            HnswOptions(settings.data_dir / "kb", embedder.model_id, settings.kb_ann_min_chunks),
+            model=embedder.model_id,
         )
         knowledge = KnowledgeService(settings, index, Retriever(index, embedder, sessions=sessions))
         chat.context = KnowledgeContext(sessions, knowledge)
@@ -158,9 +161,14 @@ class Runtime:
     async def start_workers(self) -> None:
         """Background work of a serving process: knowledge-base ingestion (pending jobs resume here)."""
         dimensions = self.embedder.dimensions
-        if dimensions:
-            async with self.sessions() as db:
+        async with self.sessions() as db:
+            if dimensions:
                 await self.knowledge.index.prepare(db, dimensions)
+            for other, documents, kbs in await stale_counts(db, self.embedder.model_id):
+                log.warning(
+                    "documents of another embedding model are searched by full text only: run `aigw kb reindex`",
+                    extra={"model": other, "configured": self.embedder.model_id, "documents": documents, "kbs": kbs},
+                )
         for _ in range(self.settings.kb_ingest_workers):
             worker = IngestionWorker(
                 self.sessions, self.knowledge, self.knowledge.index, self.embedder, self.settings.kb_job_lease_seconds

@@ -55,6 +55,10 @@ class DocumentOut(BaseModel):
     stage: Stage | None = Field(description="While processing: queued, extracting, ocr, embedding or indexing")
     progress: ProgressOut | None = Field(description="How far the stage has got; for a ready document, its chunks")
     chunks: int
+    embedding_model: str | None = Field(
+        description="The embedding model of its vectors (null: not yet ready, or unrecorded). Vector search uses "
+        "only documents of the server's model; `aigw kb reindex` re-embeds the others."
+    )
     size: int
     tags: list[str]
     language: str | None
@@ -81,6 +85,7 @@ class DocumentOut(BaseModel):
                 else None
             ),
             chunks=d.chunk_count,
+            embedding_model=d.embedding_model,
             size=d.size,
             tags=info.tags,
             language=d.language,

@@ -210,11 +210,13 @@ def insert_params(
     ]
 
 
-def build_index(dialect: str, hnsw: HnswOptions | None = None) -> KnowledgeIndex:
-    """The index for a database dialect; on SQLite, `hnsw` adds the HNSW graph for large scopes."""
+def build_index(dialect: str, hnsw: HnswOptions | None = None, model: str | None = None) -> KnowledgeIndex:
+    """The index for a database dialect; on SQLite, `hnsw` adds the HNSW graph for large scopes. With `model`
+    (the embedding model's `model_id`), vector search compares a query only with the chunks of documents embedded
+    by that model (`kb_documents.embedding_model`); full text finds every chunk."""
     if dialect == "sqlite":
-        return SqliteIndex(HnswIndex(hnsw) if hnsw is not None else None)
-    return PostgresIndex()
+        return SqliteIndex(HnswIndex(hnsw) if hnsw is not None else None, model)
+    return PostgresIndex(model)
 
 
 def _fts_match(terms: list[str]) -> str:
@@ -233,10 +235,7 @@ class _Matrix:
     vectors: Vector = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     size: int = 0
     generation: int = -1
-
-    @property
-    def last_id(self) -> int:
-        return int(self.ids[self.size - 1]) if self.size else 0
+    read_to: int = 0  # the highest chunk id read, including rows left out (of another embedding model)
 
     def append(self, ids: list[int], kbs: list[int], docs: list[int], vectors: Vector) -> None:
         n = len(ids)
@@ -304,7 +303,8 @@ class _Matrix:
 
 
 class SqliteIndex:
-    def __init__(self, hnsw: HnswIndex | None = None) -> None:
+    def __init__(self, hnsw: HnswIndex | None = None, model: str | None = None) -> None:
+        self.model = model
         self._matrix = _Matrix()
         self.hnsw = hnsw
         self._allocated = 0  # the highest chunk id SQLite ever gave out
@@ -435,25 +435,33 @@ class SqliteIndex:
         ).one()
         last_id, generation = int(state[0] or 0), int(state[1] or 0)
         matrix = self._matrix
-        if last_id <= matrix.last_id and generation == matrix.generation:
+        if last_id <= matrix.read_to and generation <= matrix.generation:
             return
         self._allocated = max(self._allocated, int(state[2] or 0), last_id)
         async with self._lock:
-            if generation != matrix.generation:
+            matrix = self._matrix  # another search may have moved it on while this one waited
+            if generation > matrix.generation:
                 rows = (await db.execute(text("SELECT id FROM kb_chunks ORDER BY id"))).all()
                 # Off the event loop: at 100k chunks the membership test and a compaction's copy of the vectors
                 # (~150 MB) take long enough to stall every other request.
                 self._matrix = matrix = await asyncio.to_thread(_without_deleted, matrix, rows, generation)
-            if last_id > matrix.last_id:
+            if last_id > matrix.read_to:
                 await self._load_after(db, matrix)
+                matrix.read_to = last_id  # read in the same snapshot as the rows
             if self.hnsw is not None:
                 self.hnsw.refresh(self._matrix.rows(self._allocated))
 
     async def _load_after(self, db: AsyncSession, matrix: _Matrix) -> None:
+        # A document's model is written in the transaction that writes its chunks, and re-embedding writes new ones:
+        # a row's model never changes once the matrix holds it.
+        same_model = "" if self.model is None else (
+            "AND c.document_id IN (SELECT id FROM kb_documents WHERE embedding_model = :model) "
+        )  # fmt: skip
         result = await db.stream(
-            text("SELECT id, kb_id, document_id, embedding FROM kb_chunks WHERE id > :last ORDER BY id"),
-            {"last": matrix.last_id},
-        )
+            text(f"SELECT c.id, c.kb_id, c.document_id, c.embedding FROM kb_chunks c WHERE c.id > :last {same_model}"
+                 "ORDER BY c.id"),
+            {"last": matrix.read_to, "model": self.model},
+        )  # fmt: skip
         async for batch in result.partitions(4096):
             ids, kbs, docs, blobs = [], [], [], []
             for chunk_id, kb_id, doc_id, blob in batch:
@@ -488,6 +496,7 @@ def _compacted(matrix: _Matrix) -> _Matrix:
             matrix.ids[keep].tolist(), matrix.kbs[keep].tolist(), matrix.docs[keep].tolist(), matrix.vectors[keep]
         )
     fresh.dimensions = matrix.dimensions
+    fresh.read_to = matrix.read_to
     return fresh
 
 
@@ -503,7 +512,8 @@ def _count_cap(chunks: int) -> int:
 
 
 class PostgresIndex:
-    def __init__(self) -> None:
+    def __init__(self, model: str | None = None) -> None:
+        self.model = model
         self.dimensions = 0
         self.statistics = TermStatistics()
 
@@ -621,7 +631,8 @@ class PostgresIndex:
         if scope.include_tags or scope.exclude_tags:
             in_scope = await self._tagged_size(db, scope)  # the filter, not the KBs, is what HNSW must find
         distance = f"(c.embedding::vector({dims})) <=> CAST(:query AS vector({dims}))"
-        values = {**params, "query": _pg_vector(query), "limit": limit}
+        values = {**params, "query": _pg_vector(query), "limit": limit, "model": self.model}
+        where += self._same_model("c")
         # MATERIALIZED keeps the planner from walking HNSW first and filtering after.
         exact = (
             f"WITH c AS MATERIALIZED (SELECT c.id, c.embedding FROM kb_chunks c WHERE {where} "
@@ -646,6 +657,12 @@ class PostgresIndex:
             found = [(int(chunk_id), float(sim)) for chunk_id, sim in result.all()]
         return found
 
+    def _same_model(self, alias: str) -> str:
+        """A condition that keeps the chunks of documents embedded by this index's model (all without one)."""
+        if self.model is None:
+            return ""
+        return f" AND {alias}.document_id IN (SELECT id FROM kb_documents WHERE embedding_model = :model)"
+
     async def _tagged_size(self, db: AsyncSession, scope: Scope) -> int:
         """Chunks of the scope's ready documents that pass its tag filters."""
         where, params = scope.sql("d", document_column="id")
@@ -662,10 +679,10 @@ class PostgresIndex:
         dims = query.shape[0]
         result = await db.execute(
             _expanding(
-                f"SELECT id, 1 - ((embedding::vector({dims})) <=> CAST(:query AS vector({dims}))) FROM kb_chunks "
-                f"WHERE id IN :ids AND vector_dims(embedding) = {dims}",
+                f"SELECT c.id, 1 - ((c.embedding::vector({dims})) <=> CAST(:query AS vector({dims}))) FROM kb_chunks c "
+                f"WHERE c.id IN :ids AND vector_dims(c.embedding) = {dims}{self._same_model('c')}",
                 {"ids": ids},
             ),
-            {"ids": list(ids), "query": _pg_vector(query)},
+            {"ids": list(ids), "query": _pg_vector(query), "model": self.model},
         )
         return {int(chunk_id): float(sim) for chunk_id, sim in result.all()}

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -243,13 +244,8 @@ class IngestionWorker:
         )
 
     async def _embed(self, chunks: list[Chunk], progress: ProgressWriter) -> np.ndarray:
-        texts = [f"{c.context}\n{c.content}" if c.context else c.content for c in chunks]
-        progress.report("embedding", 0, len(texts))
-        parts: list[np.ndarray] = []
-        for start in range(0, len(texts), EMBED_BATCH):
-            parts.append(await self.embedder.embed(texts[start : start + EMBED_BATCH], purpose="document"))
-            progress.report("embedding", min(start + EMBED_BATCH, len(texts)), len(texts))
-        return np.concatenate(parts)
+        progress.report("embedding", 0, len(chunks))
+        return await embed_chunks(self.embedder, chunks, lambda done: progress.report("embedding", done, len(chunks)))
 
     async def _commit(self, doc_id: int, chunks: list[Chunk], vectors: np.ndarray) -> bool:
         """Write the chunks and `ready`, if this worker still holds the lease; whether it did."""
@@ -268,6 +264,7 @@ class IngestionWorker:
                     stage=None,
                     progress_done=len(chunks),
                     progress_total=len(chunks),
+                    embedding_model=self.embedder.model_id,
                 )
                 .execution_options(synchronize_session=False)
             )
@@ -342,3 +339,13 @@ class IngestionWorker:
 def backoff(times: int) -> float:
     """Seconds to wait after the `times`-th failure in a row."""
     return float(min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2 ** (times - 1)))
+
+
+async def embed_chunks(embedder: EmbeddingEngine, chunks: Sequence[Chunk], done: Callable[[int], None]) -> np.ndarray:
+    """The chunks' vectors (each chunk's context line, then its text), in batches; `done` hears how many are."""
+    texts = [f"{c.context}\n{c.content}" if c.context else c.content for c in chunks]
+    parts: list[np.ndarray] = []
+    for start in range(0, len(texts), EMBED_BATCH):
+        parts.append(await embedder.embed(texts[start : start + EMBED_BATCH], purpose="document"))
+        done(min(start + EMBED_BATCH, len(texts)))
+    return np.concatenate(parts)

@@ -135,6 +135,8 @@ class KbDocument(Base):
     stage: Mapped[str | None] = mapped_column(String(20), nullable=True)
     progress_done: Mapped[int | None] = mapped_column(Integer, nullable=True)
     progress_total: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The vector space of its chunks' embeddings (`EmbeddingEngine.model_id`); None: unknown (migration 0006).
+    embedding_model: Mapped[str | None] = mapped_column(String(200), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
