@@ -228,6 +228,7 @@ async def fill(
     """Write `size` chunks into the KB as documents of 100 chunks, with aigw's own index code."""
     from sqlalchemy import text
 
+    from aigw.engines.embed.local import PACKAGED_MODEL_ID
     from aigw.knowledge.chunk import Chunk
     from aigw.knowledge.index import build_index
     from aigw.store.db import create_engine, session_factory
@@ -250,6 +251,7 @@ async def fill(
             document = KbDocument(
                 kb_id=kb_id,
                 user_id=user_id,
+                embedding_model=PACKAGED_MODEL_ID,  # the server's model: its vectors are searched
                 filename=f"doc-{start // 100}.md",
                 kind="markdown",
                 media_type="text/markdown",

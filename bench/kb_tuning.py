@@ -62,7 +62,8 @@ import kb_quality as harness  # noqa: E402 - bench/kb_quality.py, for its releva
 from aigw.engines.embed.local import SentenceTransformerEngine, packaged_model_path  # noqa: E402
 from aigw.knowledge.chunk import Chunk, chunk_document  # noqa: E402
 from aigw.knowledge.extract import SNIFF_BYTES, extract, sniff  # noqa: E402
-from aigw.knowledge.index import _fts_match, query_terms  # noqa: E402
+from aigw.knowledge.index import query_terms  # noqa: E402
+from aigw.knowledge.index.sqlite import _fts_match  # noqa: E402
 from aigw.knowledge.jobs import EMBED_BATCH  # noqa: E402
 
 RESULTS = HERE / "results"

@@ -24,7 +24,8 @@ from sqlalchemy import delete, select, text
 
 from aigw.knowledge.chunk import Chunk
 from aigw.knowledge.hnsw import HnswOptions, graph_path, read_graph, read_header
-from aigw.knowledge.index import Scope, SqliteIndex, build_index
+from aigw.knowledge.index import Scope, build_index
+from aigw.knowledge.index.sqlite import SqliteIndex
 from aigw.store.db import create_engine, migrate, session_factory
 from aigw.store.models import KbDocument, KbDocumentTag, KnowledgeBase, User
 from conftest import Gateway, start_gateway

@@ -77,7 +77,7 @@ async def test_sqlite_keeps_its_vector_matrix_up_to_date_off_the_event_loop(
 ) -> None:
     """Reading new vectors, dropping deleted ones and compacting copy the whole matrix at scale (~150 MB at 100k
     chunks): that work runs in a worker thread, never on the event loop that serves every request."""
-    from aigw.knowledge import index as index_module
+    from aigw.knowledge.index import sqlite as index_module
 
     seen: list[str] = []
     loop_thread = threading.current_thread().name

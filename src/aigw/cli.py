@@ -106,7 +106,7 @@ def user_create(
 
     async def work(rt: Runtime) -> None:
         async with rt.sessions() as db:
-            user = await users.create_user(
+            user = await users.register_user(
                 db,
                 email=email,
                 password=password,

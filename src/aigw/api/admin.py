@@ -67,7 +67,7 @@ async def list_users(
 
 @router.post("/users", status_code=201, summary="Create a user")
 async def create_user(body: UserCreate, db: DbSession, runtime: RuntimeDep) -> UserOut:
-    user = await users.create_user(
+    user = await users.register_user(
         db,
         email=body.email,
         password=body.password,

@@ -199,7 +199,6 @@ async def delete_document(
 async def query_kb(
     kb_id: RowId, body: QueryBody, principal: CurrentPrincipal, db: DbSession, runtime: RuntimeDep
 ) -> QueryOut:
-    await runtime.knowledge.get_kb(db, principal.user_id, kb_id)
     hits = await runtime.knowledge.query(
         db, principal.user_id, [kb_id], body.query, body.top_k, body.mode, body.include_tags, body.exclude_tags
     )

@@ -50,6 +50,15 @@ async def create_user(
     return user
 
 
+async def register_user(
+    db: AsyncSession, *, email: str, password: str, name: str = "", role: str = "customer", rate_limit: int = 60
+) -> User:
+    """Create a user and commit it (an admin's or the CLI's request)."""
+    user = await create_user(db, email=email, password=password, name=name, role=role, rate_limit=rate_limit)
+    await db.commit()
+    return user
+
+
 async def list_users(db: AsyncSession, *, limit: int = 100, offset: int = 0) -> Sequence[User]:
     return (await db.scalars(select(User).order_by(User.id).limit(limit).offset(offset))).all()
 

@@ -210,11 +210,14 @@ class KnowledgeService:
         include_tags: Sequence[str] = (),
         exclude_tags: Sequence[str] = (),
     ) -> list[Hit]:
-        """Search some of a user's KBs (all of them when `kb_ids` is None)."""
+        """Search some of a user's KBs (all of them when `kb_ids` is None); naming a KB that is not theirs is a
+        404, as if it did not exist."""
         owned = select(KnowledgeBase.id).where(KnowledgeBase.user_id == user_id)
         if kb_ids is not None:
             owned = owned.where(KnowledgeBase.id.in_(kb_ids))
         scope = Scope(list(await db.scalars(owned)), include_tags, exclude_tags)
+        if kb_ids is not None and len(scope.kb_ids) != len(set(kb_ids)):
+            raise NotFound("Knowledge base not found", code="kb_not_found")
         return await self.retriever.search(db, scope, query, top_k, mode)
 
     def path_of(self, document: KbDocument) -> Path:

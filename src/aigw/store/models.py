@@ -154,7 +154,7 @@ class KbDocumentTag(Base):
 
 class KbChunk(Base):
     """A searchable passage. The embedding column (a BLOB on SQLite, a pgvector `vector` on PostgreSQL) and
-    the full-text index are written by `aigw.knowledge.index`, which owns the dialect differences."""
+    the full-text index are written by `aigw.knowledge.index`, whose backends own the dialect differences."""
 
     __tablename__ = "kb_chunks"
 
