@@ -17,7 +17,7 @@ from aigw.knowledge.chunk import Chunk
 from aigw.knowledge.index import Scope, build_index
 from aigw.settings import normalize_database_url
 from aigw.store.db import create_engine, migrate, session_factory
-from aigw.store.models import KbDocumentTag
+from aigw.store.models import KbDocumentTag, KnowledgeBase
 from kb_rows import ready_document, user_and_kb
 
 DIMS = 16
@@ -180,4 +180,49 @@ async def test_a_users_ranking_does_not_change_with_what_other_users_upload(
             mine = set(await db.scalars(text("SELECT id FROM kb_chunks WHERE kb_id = :k"), {"k": handbook_id}))
         assert flood and not {chunk for chunk, _ in flood} & mine
     finally:
+        await engine.dispose()
+
+
+async def test_postgres_word_counts_follow_ingestion_and_deletion(request: Any, tmp_path: Path) -> None:
+    """PostgreSQL weighs query words by per-KB counts kept at ingestion (kb_term_stats): after documents come and
+    go, in two KBs, the counts are exactly what a recount of the chunks that remain gives."""
+    url = await asyncio.to_thread(request.getfixturevalue("postgres").new_database)
+    engine = create_engine(normalize_database_url(url))
+    index = build_index("postgresql")
+    rng = np.random.default_rng(11)
+    try:
+        await migrate(engine, tmp_path / ".migrate.lock")
+        async with session_factory(engine)() as db:
+            _, first = await user_and_kb(db, "counts@example.com", "first")
+            second = KnowledgeBase(user_id=first.user_id, name="second")
+            db.add(second)
+            await db.flush()
+            documents = []
+            for kb, texts in [(first, HANDBOOK), (first, FLOOD[:5]), (second, HANDBOOK[:2]), (second, FLOOD[:3])]:
+                document = await ready_document(db, kb, f"{kb.name}-{len(documents)}.txt", len(texts))
+                chunks = [Chunk(content=content, context="", position=i) for i, content in enumerate(texts)]
+                await index.add(db, kb.user_id, document.id, kb.id, chunks, unit(rng.normal(size=(len(texts), DIMS))))
+                documents.append(document.id)
+            await db.commit()
+            await index.deleting(db, first.user_id, [documents[1], documents[2]])
+            await db.execute(
+                text("DELETE FROM kb_documents WHERE id IN (:a, :b)"), {"a": documents[1], "b": documents[2]}
+            )
+            await db.commit()
+            kept = {
+                (kb_id, word): chunks
+                for kb_id, word, chunks in await db.execute(text("SELECT kb_id, lexeme, chunks FROM kb_term_stats"))
+            }
+            recount = {
+                (kb_id, word): ndoc
+                for kb_id in (first.id, second.id)
+                for word, ndoc in await db.execute(
+                    text(f"SELECT word, ndoc FROM ts_stat('SELECT tsv FROM kb_chunks_fts WHERE kb_id = {kb_id}')")
+                )
+            }
+            assert kept == recount
+            assert kept[(first.id, "intern")] == 2 and (first.id, "note") not in kept
+            assert kept[(second.id, "note")] == 3
+    finally:
+        await index.close()
         await engine.dispose()

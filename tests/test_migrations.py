@@ -58,6 +58,11 @@ async def test_postgres_full_text_survives_the_move_to_its_own_table(postgres: A
             # 0006: written before models were recorded, with 384-dimension vectors: aigw's only default model.
             model = await db.scalar(text("SELECT embedding_model FROM kb_documents WHERE id = :d"), {"d": document_id})
             assert model == "all-MiniLM-L6-v2"
+            # 0007: the KB's word counts, backfilled from its chunks.
+            interns = await db.scalar(
+                text("SELECT chunks FROM kb_term_stats WHERE kb_id = :k AND lexeme = 'intern'"), {"k": kb_id}
+            )
+            assert interns == 1
             await db.execute(text("DELETE FROM kb_documents WHERE id = :d"), {"d": document_id})
             await db.commit()
             assert await db.scalar(text("SELECT count(*) FROM kb_chunks_fts")) == 0

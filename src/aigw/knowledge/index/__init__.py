@@ -101,13 +101,6 @@ def selective(terms: list[str], frequencies: dict[str, int], chunks: int) -> lis
     return kept
 
 
-def count_cap(chunks: int) -> int:
-    """How far a word's chunks are counted in a scope of `chunks`: all of them in a scope too small to prune,
-    else up to four times the pruning share. A word past that is in over 8% of a large scope: counting it exactly
-    read ~20k rows (20 ms) at 100k chunks, to learn only that its weight is small; it is weighted as if at the cap."""
-    return chunks if chunks < PRUNE_MIN_CHUNKS else math.ceil(4 * PRUNE_SHARE * chunks)
-
-
 def prunable(chunks: int) -> bool:
     """Whether an owner has enough chunks that very common words are left out of full-text searches."""
     return chunks >= PRUNE_MIN_CHUNKS

@@ -15,7 +15,6 @@ from aigw.knowledge.index import (
     Scope,
     TermStatistics,
     Vector,
-    count_cap,
     expanding,
     idf,
     insert_chunks,
@@ -64,7 +63,7 @@ class PostgresIndex:
     async def add(
         self,
         db: AsyncSession,
-        owner: int,  # noqa: ARG002 - kb_chunks_fts is one table: PostgreSQL's word statistics are per query
+        owner: int,  # noqa: ARG002 - one kb_chunks_fts for all: word counts are kept per KB (kb_term_stats)
         document_id: int,
         kb_id: int,
         chunks: Sequence[Chunk],
@@ -80,9 +79,56 @@ class PostgresIndex:
             ),
             {"document_id": document_id},
         )
+        # The KB's word counts, in word order (see deleting()).
+        await db.execute(
+            text(
+                "INSERT INTO kb_term_stats (kb_id, lexeme, chunks) SELECT :kb_id, word, ndoc FROM "
+                f"ts_stat('SELECT tsv FROM kb_chunks_fts WHERE document_id = {int(document_id)}') ORDER BY word "
+                "ON CONFLICT (kb_id, lexeme) DO UPDATE SET chunks = kb_term_stats.chunks + excluded.chunks"
+            ),
+            {"kb_id": kb_id},
+        )
 
-    async def deleting(self, db: AsyncSession, owner: int, document_ids: Sequence[int]) -> None:
-        pass  # kb_chunks_fts and the database indexes follow deletions themselves
+    async def deleting(self, db: AsyncSession, owner: int, document_ids: Sequence[int]) -> None:  # noqa: ARG002
+        """Take the documents' words out of their KB's word counts (kb_chunks_fts and the database indexes follow
+        the deletion of the chunks themselves)."""
+        if not document_ids:
+            return
+        params = {"ids": list(document_ids)}
+        by_kb = await db.execute(
+            expanding("SELECT kb_id, array_agg(id) FROM kb_documents WHERE id IN :ids GROUP BY kb_id", params), params
+        )
+        for kb_id, ids in by_kb.all():
+            listed = ",".join(str(int(i)) for i in ids)
+            words = f"ts_stat('SELECT tsv FROM kb_chunks_fts WHERE document_id IN ({listed})')"
+            # Rows are locked in word order, as ingestion's upsert takes them, so the two never deadlock.
+            await db.execute(
+                text(
+                    f"WITH gone AS (SELECT word, ndoc FROM {words}), "
+                    "locked AS (SELECT s.lexeme FROM kb_term_stats s JOIN gone ON s.lexeme = gone.word "
+                    "WHERE s.kb_id = :kb ORDER BY s.lexeme FOR UPDATE OF s) "
+                    "UPDATE kb_term_stats s SET chunks = s.chunks - gone.ndoc FROM gone, locked "
+                    "WHERE s.kb_id = :kb AND s.lexeme = gone.word AND locked.lexeme = gone.word"
+                ),
+                {"kb": kb_id},
+            )
+            await db.execute(text("DELETE FROM kb_term_stats WHERE kb_id = :kb AND chunks <= 0"), {"kb": kb_id})
+
+    async def _frequencies(self, db: AsyncSession, owner: int, terms: list[str]) -> dict[str, int]:
+        """How many of the owner's chunks hold each word, from the per-KB word counts kept at ingestion (a word of
+        several lexemes counts as its rarest). One indexed lookup for all words."""
+        result = await db.execute(
+            text(
+                "SELECT t.term, min(coalesce(n.chunks, 0)) FROM unnest(CAST(:terms AS text[])) AS t(term) "
+                "CROSS JOIN LATERAL unnest(tsvector_to_array(to_tsvector('english', t.term))) AS l(lexeme) "
+                "LEFT JOIN LATERAL (SELECT sum(s.chunks) AS chunks FROM kb_term_stats s WHERE s.lexeme = l.lexeme "
+                "AND s.kb_id IN (SELECT id FROM knowledge_bases WHERE user_id = :owner)) AS n ON true "
+                "GROUP BY t.term"
+            ),
+            {"terms": terms, "owner": owner},
+        )
+        found = {str(term): int(chunks) for term, chunks in result.all()}
+        return {term: found.get(term, 0) for term in terms}  # a word without lexemes (a stopword) is in none
 
     async def close(self) -> None:
         pass
@@ -98,19 +144,7 @@ class PostgresIndex:
         if not terms or owner is None:
             return []
         total = max(await self.statistics.chunks(db, owner), 1)
-        cap = count_cap(total)
-
-        async def count(term: str) -> int:
-            found = await db.scalar(
-                text(
-                    "SELECT count(*) FROM (SELECT 1 FROM kb_chunks_fts c WHERE c.tsv @@ to_tsquery('english', :t) "
-                    "AND c.kb_id IN (SELECT id FROM knowledge_bases WHERE user_id = :owner) LIMIT :cap) AS found"
-                ),
-                {"t": term, "owner": owner, "cap": cap},
-            )
-            return int(found or 0)
-
-        frequencies = await self.statistics.frequencies(owner, terms, count)
+        frequencies = await self._frequencies(db, owner, terms)
         weights = {t: idf(total, frequencies[t]) for t in terms}
         where, params = scope.sql()
         term_queries = ", ".join(f"to_tsquery('english', :t{i}) AS q{i}" for i in range(len(terms)))
