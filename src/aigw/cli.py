@@ -377,7 +377,12 @@ SYSTEM_PROGRAMS = {
     "tesseract": "OCR",
     "espeak-ng": "speech in 26+ languages",
 }
-PYTHON_PACKAGES = {"llama_cpp": "embedded chat model", "asyncpg": "PostgreSQL", "redis": "Redis client"}
+PYTHON_PACKAGES = {
+    "llama_cpp": "embedded chat model",
+    "faster_whisper": "speech to text",
+    "asyncpg": "PostgreSQL",
+    "redis": "Redis client",
+}
 
 
 @app.command()

@@ -22,6 +22,7 @@ from aigw.embeddings.service import EmbeddingService
 from aigw.engines.base import EngineRegistry
 from aigw.engines.embed import build_embedding_engine
 from aigw.engines.embed.base import EmbeddingEngine
+from aigw.engines.stt import build_stt_engine
 from aigw.knowledge.hnsw import HnswOptions
 from aigw.knowledge.index import build_index
 from aigw.knowledge.inject import KnowledgeContext
@@ -30,6 +31,7 @@ from aigw.knowledge.reindex import stale_counts
 from aigw.knowledge.retrieve import Retriever
 from aigw.knowledge.service import KnowledgeService
 from aigw.settings import Settings
+from aigw.speech.service import SpeechService
 from aigw.store.db import create_engine, migrate, session_factory
 from aigw.store.private import make_private_dir
 
@@ -80,6 +82,7 @@ class Runtime:
     embedder: EmbeddingEngine
     embeddings: EmbeddingService
     knowledge: KnowledgeService
+    speech: SpeechService
     ingestion: list[IngestionWorker] = field(default_factory=list)
 
     @classmethod
@@ -119,6 +122,8 @@ class Runtime:
         )
         knowledge = KnowledgeService(settings, index, Retriever(index, embedder, sessions=sessions))
         chat.context = KnowledgeContext(sessions, knowledge)
+        stt = build_stt_engine(settings.stt, settings.resolved_models_dir)
+        engines.register(stt)
         return cls(
             settings=settings,
             secret=secret,
@@ -134,6 +139,7 @@ class Runtime:
             embedder=embedder,
             embeddings=EmbeddingService.from_settings(settings.embedding, embedder),
             knowledge=knowledge,
+            speech=SpeechService(stt, settings.stt_max_seconds),
         )
 
     @property

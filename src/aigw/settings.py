@@ -17,6 +17,7 @@ from pydantic_settings import (
 )
 
 from aigw.engines.embed.base import EmbeddingConfig
+from aigw.engines.stt.base import SttConfig
 
 DEFAULT_CHAT_MODEL = "qwen2.5-coder-0.5b"
 
@@ -83,6 +84,11 @@ class Settings(BaseSettings):
         default_factory=EmbeddingConfig,
         description='Embedding engine, JSON: {"engine": "local"|"ollama"|"openai", "model", "base_url", ...}',
     )
+    stt: SttConfig = Field(
+        default_factory=SttConfig,
+        description='Speech-to-text engine, JSON: {"engine": "local", "model": "base"|PATH, "beam_size", ...}',
+    )
+    stt_max_seconds: float = Field(default=1800, gt=0, le=4 * 3600, description="Longest audio transcribed, seconds")
     kb_chunk_chars: int = Field(default=1000, ge=200, le=8000, description="Largest chunk, in characters")
     kb_chunk_overlap: int = Field(default=0, ge=0, le=2000, description="Characters shared by adjacent chunks")
     kb_ann_min_chunks: int = Field(

@@ -28,6 +28,7 @@ class PackagedModel:
     packages: tuple[str, ...]  # import names, in concatenation order
     size: int
     sha256: str
+    pattern: str = "*.bin"  # how a part is named in its package's data dir
 
     def part_paths(self) -> list[Path]:
         paths = []
@@ -38,7 +39,7 @@ class PackagedModel:
                     f"Model package {package!r} is not installed (needed for {self.filename}); run `make run`",
                     code="model_missing",
                 )
-            parts = sorted((Path(spec.origin).parent / "data").glob("*.bin"))
+            parts = sorted((Path(spec.origin).parent / "data").glob(self.pattern))
             if len(parts) != 1:
                 raise EngineUnavailable(f"Model package {package!r} has {len(parts)} parts, expected 1")
             paths.append(parts[0])

@@ -1,0 +1,73 @@
+"""The speech-to-text engine protocol: 16 kHz mono audio in, a transcript with its language and timed segments out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field
+
+SAMPLE_RATE = 16_000
+Audio = NDArray[np.float32]  # mono, SAMPLE_RATE, in [-1, 1]
+
+
+@dataclass(frozen=True)
+class Word:
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    text: str
+    words: list[Word] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str
+    language_probability: float
+    duration: float  # seconds of audio
+    segments: list[Segment]
+
+
+class SttEngine(Protocol):
+    name: str
+    modality: str  # "stt"
+    model_id: str
+
+    async def transcribe(self, audio: Audio, *, language: str | None = None, words: bool = False) -> Transcript:
+        """Transcribe `audio`; `language` (an ISO 639-1 code) skips detection; `words` adds word times."""
+        ...
+
+    def languages(self) -> frozenset[str]:
+        """The language codes the model knows."""
+        ...
+
+    async def ready(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class SttConfig(BaseModel):
+    """`AIGW_STT`: which speech-to-text model runs, and how."""
+
+    model_config = ConfigDict(extra="forbid")
+    engine: str = Field(default="local", pattern="^local$", description="local: faster-whisper in process")
+    model: str = Field(
+        default="base",
+        description="base (packaged, multilingual) or the path of a faster-whisper (CTranslate2) model directory, "
+        "such as large-v3 or tiny.en",
+    )
+    compute_type: str = Field(default="int8", description="CTranslate2 compute type: int8, int8_float32, float32")
+    beam_size: int = Field(default=1, ge=1, le=10, description="1 is greedy decoding: fastest, nearly as accurate")
+    vad: bool = Field(default=True, description="skip silence with faster-whisper's bundled Silero VAD")
+    threads: int = Field(default=0, ge=0, description="CPU threads (0: all cores)")
+    max_queue: int = Field(default=8, ge=1, description="transcriptions waiting before 503")
