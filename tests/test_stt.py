@@ -114,3 +114,33 @@ def test_the_openai_sdk_transcribes(gateway: Gateway, client: httpx.Client, tmp_
     with path.open("rb") as f:
         srt = sdk.audio.transcriptions.create(model="whisper-1", file=f, response_format="srt")
     assert str(srt).startswith("1\n00:00:00,") and "-->" in str(srt)
+
+
+async def test_a_short_clip_is_encoded_once_even_when_its_language_is_detected(
+    shared_models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """faster-whisper encodes a clip's 30 s window once to detect its language and again to decode it; the engine
+    takes the second pass from the first (half the work for a short question), with the same transcript."""
+    import faster_whisper
+
+    from aigw.engines.stt.base import SttConfig
+    from aigw.engines.stt.whisper import WhisperEngine
+    from aigw.speech.audio import decode_audio
+
+    passes: list[int] = []
+    original = faster_whisper.WhisperModel.encode
+
+    def counted(self: Any, features: Any) -> Any:
+        passes.append(1)
+        return original(self, features)
+
+    monkeypatch.setattr(faster_whisper.WhisperModel, "encode", counted)
+    engine = WhisperEngine(SttConfig(), shared_models_dir)
+    try:
+        samples = decode_audio(spoken(SENTENCE), 600).samples
+        detected = await engine.transcribe(samples)
+        assert len(passes) == 1 and detected.language == "en" and mostly_right(detected.text)
+        given = await engine.transcribe(samples, language="en")
+        assert given.text == detected.text
+    finally:
+        await engine.close()

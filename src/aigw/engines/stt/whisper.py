@@ -108,10 +108,8 @@ class WhisperEngine:
         with self._load_lock:
             if self._model is None:
                 try:
-                    from faster_whisper import WhisperModel
-
                     path = self._path if self._path is not None else whisper_base_dir(self._models_dir)
-                    self._model = WhisperModel(
+                    self._model = _whisper_model_class()(
                         str(path),
                         device="cpu",
                         compute_type=self._config.compute_type,
@@ -161,3 +159,29 @@ class WhisperEngine:
             duration=round(float(info.duration), 3),
             segments=segments,
         )
+
+
+def _whisper_model_class() -> Any:
+    """faster-whisper's model, encoding a clip's first window once rather than twice.
+
+    When it detects the language, faster-whisper encodes the first 30 s window to detect, then encodes it
+    again to decode; the two inputs differ only in the clip's last 10 ms frame (kept by one, padded by the
+    other). For a short clip the encoder is most of the work, so the second pass is taken from the first: a
+    question's transcription went from RTF 0.54-0.59 to that of a given language (bench/speech.py)."""
+    import numpy as np
+    from faster_whisper import WhisperModel
+
+    class OnceEncodingWhisper(WhisperModel):  # type: ignore[misc]
+        _last: tuple[Any, Any] | None = None
+
+        def encode(self, features: Any) -> Any:
+            last = self._last
+            if last is not None and last[0].shape == features.shape:
+                differing = np.flatnonzero((last[0] != features).any(axis=0))
+                if differing.size <= 1:
+                    return last[1]
+            output = super().encode(features)
+            self._last = (np.array(features, copy=True), output)
+            return output
+
+    return OnceEncodingWhisper
