@@ -144,3 +144,28 @@ async def test_a_short_clip_is_encoded_once_even_when_its_language_is_detected(
         assert given.text == detected.text
     finally:
         await engine.close()
+
+
+def test_a_remote_openai_compatible_engine_transcribes(gateway: Gateway, client: httpx.Client, tmp_path: Path) -> None:
+    """With `AIGW_STT` naming an OpenAI-compatible server, /api/stt sends the audio there. The server here is
+    another aigw (its /v1/audio/transcriptions is the real OpenAI protocol), with its own key."""
+    import json
+
+    upstream_key = client.headers["Authorization"].split()[1]
+    stt_config = {"engine": "openai", "base_url": f"{gateway.url}/v1", "api_key": upstream_key}
+    front = start_gateway(tmp_path / "front", AIGW_STT=json.dumps(stt_config))
+    try:
+        health = front.client().get("/health").json()
+        assert any(name.startswith("stt/") and up for name, up in health["services"].items()), health
+        user = front.client(front.new_user(rate_limit=1_000_000).key, timeout=120)
+        resp = stt(user, spoken(SENTENCE, "webm"), "question.webm")
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert set(body) == {"text", "language", "language_probability", "duration", "segments"}
+        assert mostly_right(body["text"]) and body["language"] == "en"
+        assert body["language_probability"] == 0  # the OpenAI protocol does not carry it
+        assert body["segments"] and 3.0 < body["duration"] < 6.0
+        given = stt(user, spoken(SENTENCE), language="en").json()
+        assert given["language"] == "en" and given["language_probability"] == 1
+    finally:
+        front.stop()

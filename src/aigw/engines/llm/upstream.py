@@ -84,6 +84,17 @@ class UpstreamClient:
                     await self._raise_for_status(response)
                 return orjson.loads(await response.read())
 
+    async def post_form(self, url: str, form: aiohttp.FormData) -> Any:
+        """POST a multipart form and return the parsed JSON response; 4xx/5xx raise typed errors."""
+        payload = form()
+        with upstream_errors(self.name):
+            async with self._client().post(
+                url, data=payload, headers={"Content-Type": payload.content_type}
+            ) as response:
+                if response.status >= 400:
+                    await self._raise_for_status(response)
+                return orjson.loads(await response.read())
+
     async def ok(self, url: str, timeout: float) -> bool:
         try:
             async with self._client().get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:

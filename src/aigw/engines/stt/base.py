@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 SAMPLE_RATE = 16_000
 Audio = NDArray[np.float32]  # mono, SAMPLE_RATE, in [-1, 1]
@@ -60,14 +60,30 @@ class SttConfig(BaseModel):
     """`AIGW_STT`: which speech-to-text model runs, and how."""
 
     model_config = ConfigDict(extra="forbid")
-    engine: str = Field(default="local", pattern="^local$", description="local: faster-whisper in process")
+    engine: str = Field(
+        default="local",
+        pattern="^(local|openai)$",
+        description="local: faster-whisper in process; openai: an OpenAI-compatible transcription server",
+    )
     model: str = Field(
         default="base",
-        description="base (packaged, multilingual) or the path of a faster-whisper (CTranslate2) model directory, "
-        "such as large-v3 or tiny.en",
+        description="local: base (packaged, multilingual) or the path of a faster-whisper (CTranslate2) model "
+        "directory, such as large-v3 or tiny.en; openai: the server's model name (default whisper-1)",
     )
+    base_url: str | None = Field(default=None, description="openai: the API's base URL, e.g. http://host:8000/v1")
+    api_key: SecretStr | None = Field(default=None, description="openai: sent as a Bearer token")
+    timeout: float = Field(default=300, gt=0, description="openai: seconds to wait for a transcription")
     compute_type: str = Field(default="int8", description="CTranslate2 compute type: int8, int8_float32, float32")
     beam_size: int = Field(default=1, ge=1, le=10, description="1 is greedy decoding: fastest, nearly as accurate")
     vad: bool = Field(default=True, description="skip silence with faster-whisper's bundled Silero VAD")
     threads: int = Field(default=0, ge=0, description="CPU threads (0: all cores)")
     max_queue: int = Field(default=8, ge=1, description="transcriptions waiting before 503")
+
+    @model_validator(mode="after")
+    def _remote_needs_a_url(self) -> SttConfig:
+        if self.engine == "openai":
+            if not self.base_url:
+                raise ValueError("an openai STT engine needs base_url")
+            if self.model == "base":
+                self.model = "whisper-1"
+        return self
