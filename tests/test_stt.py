@@ -169,3 +169,23 @@ def test_a_remote_openai_compatible_engine_transcribes(gateway: Gateway, client:
         assert given["language"] == "en" and given["language_probability"] == 1
     finally:
         front.stop()
+
+
+async def test_tiny_en_is_a_packaged_english_only_choice() -> None:
+    """`AIGW_STT={"model": "tiny.en"}` runs the English-only tiny model that ships whole in a package: it hears
+    English, and knows no other language (a request for French is refused, not silently run as English)."""
+    from aigw.engines.stt.base import SttConfig
+    from aigw.engines.stt.whisper import WhisperEngine
+    from aigw.errors import InvalidField
+    from aigw.speech.service import SpeechService
+
+    engine = WhisperEngine(SttConfig(model="tiny.en"), Path("unused: nothing is assembled for tiny.en"))
+    try:
+        assert await engine.ready() and engine.languages() == frozenset({"en"})
+        service = SpeechService(engine, max_seconds=60)
+        heard = await service.transcribe(spoken(SENTENCE, "mp3"))
+        assert heard.language == "en" and mostly_right(heard.text), heard.text
+        with pytest.raises(InvalidField):
+            await service.transcribe(spoken(SENTENCE), "fr")
+    finally:
+        await engine.close()

@@ -67,8 +67,9 @@ class SttConfig(BaseModel):
     )
     model: str = Field(
         default="base",
-        description="local: base (packaged, multilingual) or the path of a faster-whisper (CTranslate2) model "
-        "directory, such as large-v3 or tiny.en; openai: the server's model name (default whisper-1)",
+        description="local: base (packaged, multilingual), tiny.en (packaged, English only) or the path of a "
+        "faster-whisper (CTranslate2) model directory, such as large-v3; openai: the server's model name "
+        "(default whisper-1)",
     )
     base_url: str | None = Field(default=None, description="openai: the API's base URL, e.g. http://host:8000/v1")
     api_key: SecretStr | None = Field(default=None, description="openai: sent as a Bearer token")

