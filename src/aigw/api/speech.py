@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import orjson
 from fastapi import APIRouter, Form, UploadFile
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
 
 from aigw.deps import CurrentPrincipal, RuntimeDep
-from aigw.engines.stt.base import Transcript
+from aigw.engines.stt.base import Transcript, whisper_languages
 
 router = APIRouter(tags=["speech"])
 
@@ -74,7 +75,8 @@ async def transcriptions(
         return _json({"text": transcript.text})
     body: dict[str, object] = {
         "task": "transcribe",
-        "language": _LANGUAGE_NAMES.get(transcript.language, transcript.language),
+        # OpenAI's verbose_json names the language in English ("english"), not by its code.
+        "language": whisper_languages().get(transcript.language, transcript.language),
         "duration": transcript.duration,
         "text": transcript.text,
         "segments": [
@@ -88,8 +90,6 @@ async def transcriptions(
 
 
 def _json(body: dict[str, object]) -> Response:
-    import orjson
-
     return Response(orjson.dumps(body), media_type="application/json")
 
 
@@ -108,11 +108,3 @@ def _subtitles(transcript: Transcript, kind: Literal["srt", "vtt"]) -> str:
         timing = f"{_timestamp(s.start, separator)} --> {_timestamp(s.end, separator)}"
         blocks.append(f"{i}\n{timing}\n{s.text}\n" if kind == "srt" else f"{timing}\n{s.text}\n")
     return ("WEBVTT\n\n" if kind == "vtt" else "") + "\n".join(blocks)
-
-
-# OpenAI's verbose_json names the language in English ("english"), not by its code.
-_LANGUAGE_NAMES = {
-    "en": "english", "fr": "french", "de": "german", "es": "spanish", "it": "italian", "pt": "portuguese",
-    "nl": "dutch", "ru": "russian", "ja": "japanese", "zh": "chinese", "ko": "korean", "ar": "arabic",
-    "hi": "hindi", "bn": "bengali", "tr": "turkish", "pl": "polish", "uk": "ukrainian", "sv": "swedish",
-}  # fmt: skip

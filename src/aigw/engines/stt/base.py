@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -10,6 +11,16 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 SAMPLE_RATE = 16_000
+
+
+@functools.cache
+def whisper_languages() -> dict[str, str]:
+    """Whisper's 100 languages, ISO code to English name ("en": "english"); transformers carries the table."""
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    return dict(LANGUAGES)
+
+
 Audio = NDArray[np.float32]  # mono, SAMPLE_RATE, in [-1, 1]
 
 

@@ -13,17 +13,10 @@ import aiohttp
 import numpy as np
 
 from aigw.engines.llm.upstream import UpstreamClient
-from aigw.engines.stt.base import SAMPLE_RATE, Audio, Segment, SttConfig, Transcript, Word
+from aigw.engines.stt.base import SAMPLE_RATE, Audio, Segment, SttConfig, Transcript, Word, whisper_languages
 from aigw.errors import EngineUnavailable
 
 _READY_TIMEOUT = 3.0
-
-
-def whisper_languages() -> dict[str, str]:
-    """Whisper's languages, code to English name (transformers carries the table)."""
-    from transformers.models.whisper.tokenization_whisper import LANGUAGES
-
-    return dict(LANGUAGES)
 
 
 def wav_bytes(audio: Audio) -> bytes:
@@ -70,7 +63,10 @@ class RemoteSttEngine:
         if language:
             form.add_field("language", language)
         reply = await self._client.post_form(self._url, form)
-        return self._transcript(reply, audio, language)
+        try:
+            return self._transcript(reply, audio, language)
+        except (KeyError, TypeError, ValueError) as exc:  # a reply that is not the protocol's: the engine's fault
+            raise EngineUnavailable(f"{self.name}: malformed transcription reply: {exc!r}") from exc
 
     def _transcript(self, reply: Any, audio: Audio, language: str | None) -> Transcript:
         if not isinstance(reply, dict) or not isinstance(reply.get("text"), str):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aigw.engines.packaged import PackagedModel, assemble
-from aigw.engines.stt.base import Audio, Segment, SttConfig, Transcript, Word
+from aigw.engines.stt.base import Audio, Segment, SttConfig, Transcript, Word, whisper_languages
 from aigw.errors import EngineBusy, EngineUnavailable
 
 log = logging.getLogger("aigw.engines.stt")
@@ -94,10 +94,8 @@ class WhisperEngine:
 
     def languages(self) -> frozenset[str]:
         if not self._languages:
-            from faster_whisper.tokenizer import _LANGUAGE_CODES
-
             english_only = self.model_id.endswith(".en")
-            self._languages = frozenset({"en"} if english_only else _LANGUAGE_CODES)
+            self._languages = frozenset({"en"} if english_only else whisper_languages())
         return self._languages
 
     async def transcribe(self, audio: Audio, *, language: str | None = None, words: bool = False) -> Transcript:
