@@ -15,6 +15,8 @@ command -v tesseract >/dev/null || need+=(tesseract-ocr)
 for lang in eng ben fra spa deu ara hin jpn kor chi-sim por rus; do
   dpkg -s "tesseract-ocr-$lang" >/dev/null 2>&1 || need+=("tesseract-ocr-$lang")
 done
+# Text to speech in the languages no packaged neural voice speaks: the espeak-ng program.
+command -v espeak-ng >/dev/null || need+=(espeak-ng)
 if [ "$purpose" = test ]; then
   command -v redis-server >/dev/null || need+=(redis-server)
 fi

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import io
-from fractions import Fraction
 
 import av
 import numpy as np
+
+from aigw.speech.audio import encode_with
 
 CONTAINERS = {  # name: (container format, codec, sample rate)
     "wav": ("wav", "pcm_s16le", 22050),
@@ -37,23 +38,27 @@ def speak(text: str) -> tuple[np.ndarray, int]:
 def encode(samples: np.ndarray, rate: int, kind: str) -> bytes:
     """Samples encoded in one of CONTAINERS."""
     container_format, codec, out_rate = CONTAINERS[kind]
-    buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format=container_format) as container:
-        stream = container.add_stream(codec, rate=out_rate)
-        stream.layout = "mono"  # type: ignore[union-attr]
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
-        frame.sample_rate = rate
-        frame.time_base = Fraction(1, rate)
-        frame.pts = 0
-        resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=out_rate)  # type: ignore[union-attr]
-        for resampled in [*resampler.resample(frame), *resampler.resample(None)]:
-            for packet in stream.encode(resampled):  # type: ignore[union-attr]
-                container.mux(packet)
-        for packet in stream.encode(None):  # type: ignore[union-attr]
-            container.mux(packet)
-    return buffer.getvalue()
+    return encode_with(samples, rate, container_format, codec, out_rate)
 
 
 def spoken(text: str, kind: str = "wav") -> bytes:
     samples, rate = speak(text)
     return encode(samples, rate, kind)
+
+
+def decoded(data: bytes) -> float:
+    """Seconds of audio FFmpeg reads from `data`."""
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.audio[0]
+        return sum(frame.samples / frame.sample_rate for frame in container.decode(stream))
+
+
+def speech_fraction(samples: np.ndarray, rate: int) -> float:
+    """How much of the audio Silero VAD (bundled with faster-whisper) calls speech."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    from aigw.speech.audio import resample
+
+    audio = resample(samples.astype(np.float32), rate, 16_000)
+    spans = get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=200, speech_pad_ms=30))
+    return sum(span["end"] - span["start"] for span in spans) / max(len(audio), 1)

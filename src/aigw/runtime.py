@@ -23,6 +23,8 @@ from aigw.engines.base import EngineRegistry
 from aigw.engines.embed import build_embedding_engine
 from aigw.engines.embed.base import EmbeddingEngine
 from aigw.engines.stt import build_stt_engine
+from aigw.engines.tts import build_tts_engines
+from aigw.engines.tts.speaker import SpeakerEncoder
 from aigw.knowledge.hnsw import HnswOptions
 from aigw.knowledge.index import build_index
 from aigw.knowledge.inject import KnowledgeContext
@@ -31,7 +33,11 @@ from aigw.knowledge.reindex import stale_counts
 from aigw.knowledge.retrieve import Retriever
 from aigw.knowledge.service import KnowledgeService
 from aigw.settings import Settings
+from aigw.speech.cloning import Cloner
 from aigw.speech.service import SpeechService
+from aigw.speech.tts import TtsService
+from aigw.speech.voicechat import VoiceChat
+from aigw.speech.voices import VoiceService
 from aigw.store.db import create_engine, migrate, session_factory
 from aigw.store.private import make_private_dir
 
@@ -83,6 +89,9 @@ class Runtime:
     embeddings: EmbeddingService
     knowledge: KnowledgeService
     speech: SpeechService
+    tts: TtsService
+    voices: VoiceService
+    voicechat: VoiceChat
     ingestion: list[IngestionWorker] = field(default_factory=list)
 
     @classmethod
@@ -124,6 +133,22 @@ class Runtime:
         chat.context = KnowledgeContext(sessions, knowledge)
         stt = build_stt_engine(settings.stt, settings.resolved_models_dir)
         engines.register(stt)
+        speech = SpeechService(stt, settings.stt_max_seconds)
+        tts_engines, remote_tts = build_tts_engines(settings.tts, settings.resolved_models_dir)
+        for tts_engine in tts_engines.values():
+            engines.register(tts_engine)
+        if remote_tts is not None:
+            engines.register(remote_tts, default=True)
+        tts = TtsService(tts_engines, remote_tts)
+        encoder = SpeakerEncoder()
+        engines.register(encoder)
+        cloner = Cloner(
+            encoder,
+            tts_engines["kokoro"],
+            tts_engines["piper"],
+            settings.resolved_models_dir,
+            uses_reference=settings.tts.engine == "chatterbox",
+        )
         return cls(
             settings=settings,
             secret=secret,
@@ -139,7 +164,10 @@ class Runtime:
             embedder=embedder,
             embeddings=EmbeddingService.from_settings(settings.embedding, embedder),
             knowledge=knowledge,
-            speech=SpeechService(stt, settings.stt_max_seconds),
+            speech=speech,
+            tts=tts,
+            voices=VoiceService(sessions, tts, cloner, settings.data_dir),
+            voicechat=VoiceChat(speech, chat, tts),
         )
 
     @property

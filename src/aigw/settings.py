@@ -18,6 +18,7 @@ from pydantic_settings import (
 
 from aigw.engines.embed.base import EmbeddingConfig
 from aigw.engines.stt.base import SttConfig
+from aigw.engines.tts.base import TtsConfig
 
 DEFAULT_CHAT_MODEL = "qwen2.5-coder-0.5b"
 
@@ -89,6 +90,11 @@ class Settings(BaseSettings):
         description='Speech-to-text engine, JSON: {"engine": "local", "model": "base"|PATH, "beam_size", ...}',
     )
     stt_max_seconds: float = Field(default=1800, gt=0, le=4 * 3600, description="Longest audio transcribed, seconds")
+    tts: TtsConfig = Field(
+        default_factory=TtsConfig,
+        description='Text-to-speech engine, JSON: {"engine": "local"|"openai"|"chatterbox", "base_url", "voices", ...}',
+    )
+    tts_max_chars: int = Field(default=4096, ge=1, le=100_000, description="Longest text spoken in one request")
     kb_chunk_chars: int = Field(default=1000, ge=200, le=8000, description="Largest chunk, in characters")
     kb_chunk_overlap: int = Field(default=0, ge=0, le=2000, description="Characters shared by adjacent chunks")
     kb_ann_min_chunks: int = Field(

@@ -29,6 +29,7 @@ class PackagedModel:
     size: int
     sha256: str
     pattern: str = "*.bin"  # how a part is named in its package's data dir
+    subdir: str = "data"  # where in the package the part lies ("" for the package's own directory)
 
     def part_paths(self) -> list[Path]:
         paths = []
@@ -39,7 +40,7 @@ class PackagedModel:
                     f"Model package {package!r} is not installed (needed for {self.filename}); run `make run`",
                     code="model_missing",
                 )
-            parts = sorted((Path(spec.origin).parent / "data").glob(self.pattern))
+            parts = sorted((Path(spec.origin).parent / self.subdir).glob(self.pattern))
             if len(parts) != 1:
                 raise EngineUnavailable(f"Model package {package!r} has {len(parts)} parts, expected 1")
             paths.append(parts[0])

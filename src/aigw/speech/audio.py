@@ -1,14 +1,19 @@
-"""Audio in: any container and codec FFmpeg reads (WAV, MP3, WebM/Opus, OGG, FLAC, M4A...), decoded with PyAV
-and resampled to 16 kHz mono float32, the form speech models take. Runs in a worker thread (it is CPU work).
+"""Audio in and out, with PyAV (FFmpeg). In: any container and codec FFmpeg reads (WAV, MP3, WebM/Opus, OGG, FLAC,
+M4A...), resampled to 16 kHz mono float32, the form speech models take. Out: WAV, and the formats OpenAI's speech
+API names. Both are CPU work: callers run them in a worker thread.
 """
 
 from __future__ import annotations
 
 import io
+import wave
 from dataclasses import dataclass
+from fractions import Fraction
+from typing import cast
 
 import av
 import numpy as np
+from av.audio.stream import AudioStream
 
 from aigw.engines.stt.base import SAMPLE_RATE, Audio
 from aigw.errors import InvalidField, PayloadTooLarge, UnsupportedMediaType
@@ -60,3 +65,77 @@ def decode_audio(data: bytes, max_seconds: float) -> Decoded:
     if samples.size == 0:
         raise InvalidField("The audio has no samples", code="empty_audio")
     return Decoded(samples[:limit], format_name)
+
+
+def resample(samples: Audio, rate: int, to_rate: int) -> Audio:
+    """Mono float32 samples at another rate (FFmpeg's resampler, filtered against aliasing)."""
+    if rate == to_rate or samples.size == 0:
+        return samples
+    frame = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(samples, np.float32).reshape(1, -1), format="flt", layout="mono"
+    )
+    frame.sample_rate = rate
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=to_rate)
+    parts = [out.to_ndarray().reshape(-1) for out in [*resampler.resample(frame), *resampler.resample(None)]]
+    return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
+
+
+def shift_pitch(samples: Audio, rate: int, factor: float) -> Audio:
+    """Pitch times `factor` by resampling, which also divides the duration by it (the caller slows the voice to
+    make up for that). Formants move with the pitch, as they do between speakers; within 0.8-1.25 it stays
+    natural."""
+    if abs(factor - 1.0) < 1e-3:
+        return samples
+    return resample(samples, round(rate * factor), rate)
+
+
+def wav_bytes(samples: Audio, rate: int) -> bytes:
+    """A RIFF WAV, 16-bit PCM mono: what every player and the seed's clients take."""
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm.tobytes())
+    return buffer.getvalue()
+
+
+ENCODINGS = {  # format -> (container, codec, media type); what OpenAI's speech API names and FFmpeg writes
+    "mp3": ("mp3", "libmp3lame", "audio/mpeg"),
+    "opus": ("ogg", "libopus", "audio/ogg"),
+    "aac": ("adts", "aac", "audio/aac"),
+    "flac": ("flac", "flac", "audio/flac"),
+}
+
+
+def encode_audio(samples: Audio, rate: int, kind: str) -> tuple[bytes, str]:
+    """The samples in `kind` (wav, pcm, mp3, opus, aac, flac), with its media type."""
+    if kind == "wav":
+        return wav_bytes(samples, rate), "audio/wav"
+    if kind == "pcm":  # OpenAI's pcm: raw 24 kHz 16-bit little-endian
+        pcm = (np.clip(resample(samples, rate, 24_000), -1.0, 1.0) * 32767.0).astype("<i2")
+        return pcm.tobytes(), "audio/pcm"
+    container_format, codec, media_type = ENCODINGS[kind]
+    return encode_with(samples, rate, container_format, codec, 48_000 if codec == "libopus" else rate), media_type
+
+
+def encode_with(samples: Audio, rate: int, container_format: str, codec: str, out_rate: int) -> bytes:
+    """Mono float32 samples encoded by FFmpeg's `codec` at `out_rate` into a `container_format` file."""
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format=container_format) as container:
+        stream = cast(AudioStream, container.add_stream(codec, rate=out_rate))
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(samples, np.float32).reshape(1, -1), format="flt", layout="mono"
+        )
+        frame.sample_rate = rate
+        frame.time_base = Fraction(1, rate)
+        frame.pts = 0
+        resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=out_rate)
+        for resampled in [*resampler.resample(frame), *resampler.resample(None)]:
+            for packet in stream.encode(resampled):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buffer.getvalue()

@@ -8,12 +8,15 @@ from aigw.engines.stt.base import SttEngine, Transcript
 from aigw.errors import InvalidField
 from aigw.speech.audio import decode_audio
 
+_ALIASES = {"nb": "no", "iw": "he", "in": "id"}  # Bokmål is Whisper's "no"; two codes ISO withdrew
+
 
 def language_code(language: str | None, known: frozenset[str]) -> str | None:
     """An ISO 639-1 code from what a client sends ("en", "EN", "en-US", "en_GB"); None for detection."""
     if language is None or not language.strip() or language.strip().lower() == "auto":
         return None
     code = language.strip().lower().replace("_", "-").split("-")[0]
+    code = _ALIASES.get(code, code)
     if code not in known:
         raise InvalidField(
             f"Unknown or unsupported language {language!r}: use an ISO 639-1 code such as en, fr or ja",

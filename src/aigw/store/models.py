@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -166,3 +167,19 @@ class KbChunk(Base):
     row: Mapped[int | None] = mapped_column(Integer, nullable=True)
     context: Mapped[str] = mapped_column(Text, default="")
     content: Mapped[str] = mapped_column(Text)
+
+
+class Voice(Base):
+    """A cloned voice. Presets live in code (`aigw.speech.voices.PRESETS`), not here."""
+
+    __tablename__ = "voices"
+    __table_args__ = (UniqueConstraint("user_id", "voice_id", name="uq_voices_user_voice"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    voice_id: Mapped[str] = mapped_column(String(80))
+    name: Mapped[str] = mapped_column(String(200))
+    speaker: Mapped[str] = mapped_column(Text)  # JSON: styles, pitch, speed
+    sample: Mapped[str] = mapped_column(String(100))  # file name under <data dir>/voices/
+    seconds: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -78,22 +78,24 @@ class UpstreamClient:
 
     async def post_json(self, url: str, body: bytes) -> Any:
         """POST `body` and return the parsed JSON response; 4xx/5xx raise typed errors."""
-        with upstream_errors(self.name):
-            async with self._client().post(url, data=body) as response:
-                if response.status >= 400:
-                    await self._raise_for_status(response)
-                return orjson.loads(await response.read())
+        return orjson.loads(await self.post_bytes(url, body))
 
     async def post_form(self, url: str, form: aiohttp.FormData) -> Any:
         """POST a multipart form and return the parsed JSON response; 4xx/5xx raise typed errors."""
-        payload = form()
+        return orjson.loads(await self.post_bytes(url, form))
+
+    async def post_bytes(self, url: str, body: bytes | aiohttp.FormData) -> bytes:
+        """POST a JSON body or a multipart form and return the response's bytes (audio, say)."""
+        headers = None
+        data: Any = body
+        if isinstance(body, aiohttp.FormData):
+            data = body()
+            headers = {"Content-Type": data.content_type}
         with upstream_errors(self.name):
-            async with self._client().post(
-                url, data=payload, headers={"Content-Type": payload.content_type}
-            ) as response:
+            async with self._client().post(url, data=data, headers=headers) as response:
                 if response.status >= 400:
                     await self._raise_for_status(response)
-                return orjson.loads(await response.read())
+                return await response.read()
 
     async def ok(self, url: str, timeout: float) -> bool:
         try:

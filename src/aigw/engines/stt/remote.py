@@ -5,28 +5,16 @@ their confidence: a detected language then has `language_probability` 0, a given
 
 from __future__ import annotations
 
-import io
-import wave
 from typing import Any
 
 import aiohttp
-import numpy as np
 
 from aigw.engines.llm.upstream import UpstreamClient
 from aigw.engines.stt.base import SAMPLE_RATE, Audio, Segment, SttConfig, Transcript, Word, whisper_languages
 from aigw.errors import EngineUnavailable
+from aigw.speech.audio import wav_bytes
 
 _READY_TIMEOUT = 3.0
-
-
-def wav_bytes(audio: Audio) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
-    return buffer.getvalue()
 
 
 class RemoteSttEngine:
@@ -54,7 +42,7 @@ class RemoteSttEngine:
 
     async def transcribe(self, audio: Audio, *, language: str | None = None, words: bool = False) -> Transcript:
         form = aiohttp.FormData()
-        form.add_field("file", wav_bytes(audio), filename="audio.wav", content_type="audio/wav")
+        form.add_field("file", wav_bytes(audio, SAMPLE_RATE), filename="audio.wav", content_type="audio/wav")
         form.add_field("model", self.model)
         form.add_field("response_format", "verbose_json")
         form.add_field("timestamp_granularities[]", "segment")

@@ -9,18 +9,17 @@ at a time (CTranslate2 uses every core for one); at most `max_queue` requests wa
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import logging
 import shutil
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from aigw.engines.packaged import PackagedModel, assemble
 from aigw.engines.stt.base import Audio, Segment, SttConfig, Transcript, Word, whisper_languages
-from aigw.errors import EngineBusy, EngineUnavailable
+from aigw.engines.worker import InferenceWorker
+from aigw.errors import EngineUnavailable
 
 log = logging.getLogger("aigw.engines.stt")
 
@@ -77,9 +76,7 @@ class WhisperEngine:
         self._model: Any = None
         self._languages: frozenset[str] = frozenset()
         self._load_lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stt")
-        self._waiting = 0  # requests queued or running
-        self._closed = False
+        self._worker = InferenceWorker("stt", "The speech-to-text model", config.max_queue, _SECONDS_PER_QUEUED_JOB)
 
     async def ready(self) -> bool:
         if self._model is not None:
@@ -90,7 +87,7 @@ class WhisperEngine:
 
     async def warm(self) -> None:
         """Load the model now rather than on the first request."""
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._ensure_loaded)
+        await self._worker.load(self._ensure_loaded)
 
     def languages(self) -> frozenset[str]:
         if not self._languages:
@@ -99,23 +96,10 @@ class WhisperEngine:
         return self._languages
 
     async def transcribe(self, audio: Audio, *, language: str | None = None, words: bool = False) -> Transcript:
-        if self._closed:
-            raise EngineUnavailable("The speech-to-text engine is shut down")
-        if self._waiting >= self._config.max_queue:
-            raise EngineBusy(
-                f"The speech-to-text model has {self._waiting} requests in hand; try again shortly",
-                headers={"Retry-After": str(max(1, self._waiting * _SECONDS_PER_QUEUED_JOB))},
-            )
-        self._waiting += 1
-        try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, self._transcribe, audio, language, words)
-        finally:
-            self._waiting -= 1
+        return await self._worker.run(self._transcribe, audio, language, words)
 
     async def close(self) -> None:
-        self._closed = True
-        await asyncio.to_thread(self._executor.shutdown, True)
+        await self._worker.close()
 
     # ---- worker thread ----
 
