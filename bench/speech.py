@@ -69,6 +69,13 @@ SENTENCES = [
 
 
 VOICES = {"piper": PRESETS["preset_aria"].speaker, "kokoro": PRESETS["preset_nova"].speaker}
+QUESTIONS = [  # about 3 s each in Piper's voice; a different one each run, so no reply comes from a cache
+    "Hello there, could you tell me how you are doing today?",
+    "Could you tell me, please, which city is the capital of France?",
+    "What is the name of the largest ocean on our planet?",
+    "How many days are there in a week, and which one comes first?",
+    "Which animal is known as the king of the jungle, and why?",
+]
 PARAGRAPH = (
     "Thanks for waiting. Your order left the warehouse this morning and should arrive on Thursday. "
     "You will get a text message with the tracking link."
@@ -126,12 +133,13 @@ class Engines:
 
 
 async def stt_part(engines: Engines, repeat: int) -> dict[str, Any]:
+    """Per voice: RTF and WER with the language detected, and WER with it given."""
     result: dict[str, Any] = {"model": engines.stt.model_id, "sentences": len(SENTENCES), "repeat": repeat}
-    factors: list[float] = []
-    audio_total = work_total = 0.0
     for voice, speaker in VOICES.items():
         clips = [(text, (await engines.say(text, "en", speaker))[0]) for text in SENTENCES]
-        references, hypotheses = [], []
+        factors: list[float] = []
+        audio_total = work_total = 0.0
+        references, detected, given = [], [], []
         for _ in range(repeat):
             for text, samples in clips:
                 seconds = len(samples) / SAMPLE_RATE
@@ -140,13 +148,15 @@ async def stt_part(engines: Engines, repeat: int) -> dict[str, Any]:
                 audio_total += seconds
                 work_total += took
                 references.append(normalise(text))
-                hypotheses.append(normalise(heard))
-        result[f"wer_{voice}"] = round(jiwer.wer(references, hypotheses), 4)
-    result |= {
-        "audio_s": round(audio_total, 1),
-        "rtf_p50": round(statistics.median(factors), 3),
-        "rtf_overall": round(work_total / audio_total, 3),
-    }
+                detected.append(normalise(heard))
+                given.append(normalise((await engines.hear(samples, "en"))[0]))
+        result[voice] = {
+            "audio_s": round(audio_total, 1),
+            "rtf_p50": round(statistics.median(factors), 3),
+            "rtf_overall": round(work_total / audio_total, 3),
+            "wer": round(jiwer.wer(references, detected), 4),
+            "wer_language_given": round(jiwer.wer(references, given), 4),
+        }
     return result
 
 
@@ -157,7 +167,7 @@ async def tts_part(engines: Engines, repeat: int) -> dict[str, Any]:
             ("en", VOICES["kokoro"], SENTENCES[:4]),
             *[(code, VOICES["kokoro"], [LANGUAGES[code].sample]) for code in ("es", "fr", "de", "it")],
         ],
-        "espeak": [(code, VOICES["piper"], [LANGUAGES[code].sample]) for code in ("pl", "sv", "cs", "fi", "zh", "ar")],
+        "espeak": [(code, VOICES["piper"], [LANGUAGES[code].sample]) for code in ("pl", "sv", "cs", "fi", "ko", "hi")],
     }
     result: dict[str, Any] = {}
     for engine, runs in cases.items():
@@ -230,18 +240,18 @@ async def voicechat_part(engines: Engines, repeat: int) -> dict[str, Any]:
     registry.warm_in_background()
     await registry.warmed()
     pipeline = VoiceChat(SpeechService(engines.stt, 600), chat, engines.tts)
-    question, _ = await engines.say("What is the capital of France?", "en", VOICES["piper"])
-    question_s = len(question) / SAMPLE_RATE
-    totals = []
-    for _ in range(repeat + 1):
+    totals, lengths = [], []
+    for i in range(min(repeat + 1, len(QUESTIONS))):
+        question, _ = await engines.say(QUESTIONS[i], "en", VOICES["piper"])
         started = time.perf_counter()
         reply = await pipeline.reply(0, wav_bytes(question, SAMPLE_RATE), [], VOICES["piper"], language="en")
         totals.append(time.perf_counter() - started)
+        lengths.append(len(question) / SAMPLE_RATE)
         print(f"  {totals[-1]:.2f} s: heard {reply.transcript.text!r}, said {reply.text!r}", flush=True)
     await registry.close()
-    totals = totals[1:]  # the first includes the chat model's first prompt
+    totals, lengths = totals[1:], lengths[1:]  # the first includes the chat model's first prompt
     return {
-        "question_s": round(question_s, 2),
+        "question_s": [round(length, 2) for length in lengths],
         "total_s_p50": round(statistics.median(totals), 2),
         "total_s_max": round(max(totals), 2),
         "runs": len(totals),
@@ -278,6 +288,12 @@ def main() -> None:
     only = [code for code in args.languages.split(",") if code]
     result = asyncio.run(run(args.part, args.model, args.repeat, only))
     print(json.dumps(result, ensure_ascii=False))
+    if args.part == "languages":
+        print("\n| code | language | engine | CER | espeak-ng's CER |\n|---|---|---|---|---|")
+        for code, row in result.items():
+            if isinstance(row, dict) and "engine" in row:
+                alternative = row.get("cer_espeak", "") if row["engine"] == "kokoro" else ""
+                print(f"| {code} | {row['name']} | {row['engine']} | {row['cer_' + row['engine']]} | {alternative} |")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"speech-{args.part}-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
     out.write_text(json.dumps({"command": command, "machine": machine, **result}, indent=2, ensure_ascii=False))

@@ -375,11 +375,14 @@ class DocumentBars:
 SYSTEM_PROGRAMS = {
     "redis-server": "shared rate limits across workers (tests start it)",
     "tesseract": "OCR",
-    "espeak-ng": "speech in 26+ languages",
+    "espeak-ng": "text to speech in the 27 languages no packaged neural voice speaks",
 }
 PYTHON_PACKAGES = {
     "llama_cpp": "embedded chat model",
     "faster_whisper": "speech to text",
+    "piper": "text to speech in English",
+    "kokoro_onnx": "text to speech in 15 more languages",
+    "resemblyzer": "approximate voice cloning",
     "asyncpg": "PostgreSQL",
     "redis": "Redis client",
 }

@@ -108,6 +108,14 @@ def _speaker_json(speaker: Speaker, measured: dict[str, Any]) -> str:
     return json.dumps({**chosen, "measured": measured})
 
 
+def _write_atomically(path: Path, data: bytes) -> None:
+    """A file that is either whole or absent, whatever happens while it is written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+
+
 def _speaker_from(row: Voice, samples_dir: Path) -> Speaker:
     data = json.loads(row.speaker)
     return Speaker(
@@ -153,11 +161,8 @@ class VoiceService:
         if not name:
             raise InvalidField("The voice needs a name", code="invalid_name")
         clone = await self.cloner.analyse(data)
-        self.samples.mkdir(parents=True, exist_ok=True)
         sample = f"{user_id}-{secrets.token_hex(8)}.wav"
-        partial = self.samples / f".{sample}.partial"
-        await asyncio.to_thread(partial.write_bytes, wav_bytes(clone.audio, clone.rate))
-        partial.rename(self.samples / sample)
+        await asyncio.to_thread(_write_atomically, self.samples / sample, wav_bytes(clone.audio, clone.rate))
         base = f"clone_{slug(name)}"
         try:
             for attempt in range(1, 100):
@@ -202,10 +207,7 @@ class VoiceService:
         async with lock:
             if not path.exists():
                 speech = await self.tts.speak(PREVIEW_TEXT.format(name=voice.name), "en", voice.speaker, Prosody())
-                path.parent.mkdir(parents=True, exist_ok=True)
-                partial = path.with_name(f".{path.name}.partial")
-                partial.write_bytes(wav_bytes(speech.samples, speech.rate))
-                partial.rename(path)
+                await asyncio.to_thread(_write_atomically, path, wav_bytes(speech.samples, speech.rate))
         return await asyncio.to_thread(path.read_bytes)
 
     def _preview_path(self, key: str) -> Path:
