@@ -227,6 +227,9 @@ def test_two_workers_never_both_finish_one_document(tmp_path: Path) -> None:
         assert rows == fts == doc["chunks"] > 100
         # The first worker's late commit is refused, and it says so (it used to report the document ready too).
         wait_for_log(gw, "document lost to another worker")
-        assert gw.log().count(f'"msg":"document ready","document_id":{doc_id},') == 1
+        # The winner logs just after its commit shows the document ready: wait for its line, then count.
+        ready_line = f'"msg":"document ready","document_id":{doc_id},'
+        wait_for_log(gw, ready_line)
+        assert gw.log().count(ready_line) == 1
     finally:
         gw.stop()
