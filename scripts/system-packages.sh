@@ -19,6 +19,8 @@ done
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 if [ "$purpose" = test ]; then
   command -v redis-server >/dev/null || need+=(redis-server)
+  # Test documents are rendered in six languages' scripts with DejaVu Sans.
+  [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 

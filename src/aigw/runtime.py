@@ -22,6 +22,7 @@ from aigw.embeddings.service import EmbeddingService
 from aigw.engines.base import EngineRegistry
 from aigw.engines.embed import build_embedding_engine
 from aigw.engines.embed.base import EmbeddingEngine
+from aigw.engines.ocr.tesseract import TesseractEngine
 from aigw.engines.stt import build_stt_engine
 from aigw.engines.tts import build_tts_engines
 from aigw.engines.tts.speaker import SpeakerEncoder
@@ -40,6 +41,7 @@ from aigw.speech.voicechat import VoiceChat
 from aigw.speech.voices import VoiceService
 from aigw.store.db import create_engine, migrate, session_factory
 from aigw.store.private import make_private_dir
+from aigw.vision.ocr import OcrService
 
 log = logging.getLogger("aigw.runtime")
 
@@ -92,6 +94,7 @@ class Runtime:
     tts: TtsService
     voices: VoiceService
     voicechat: VoiceChat
+    ocr: OcrService
     ingestion: list[IngestionWorker] = field(default_factory=list)
 
     @classmethod
@@ -149,6 +152,8 @@ class Runtime:
             settings.resolved_models_dir,
             uses_reference=settings.tts.engine == "chatterbox",
         )
+        tesseract = TesseractEngine()
+        engines.register(tesseract)
         return cls(
             settings=settings,
             secret=secret,
@@ -168,6 +173,7 @@ class Runtime:
             tts=tts,
             voices=VoiceService(sessions, tts, cloner, settings.data_dir),
             voicechat=VoiceChat(speech, chat, tts),
+            ocr=OcrService(tesseract, settings.image_max_pixels),
         )
 
     @property

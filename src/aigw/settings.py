@@ -94,6 +94,9 @@ class Settings(BaseSettings):
         default_factory=TtsConfig,
         description='Text-to-speech engine, JSON: {"engine": "local"|"openai"|"chatterbox", "base_url", "voices", ...}',
     )
+    image_max_pixels: int = Field(
+        default=50_000_000, ge=1_000_000, description="Largest image read (width x height); more is 413"
+    )
     tts_max_chars: int = Field(default=4096, ge=1, le=100_000, description="Longest text spoken in one request")
     kb_chunk_chars: int = Field(default=1000, ge=200, le=8000, description="Largest chunk, in characters")
     kb_chunk_overlap: int = Field(default=0, ge=0, le=2000, description="Characters shared by adjacent chunks")

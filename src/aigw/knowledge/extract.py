@@ -16,7 +16,7 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Literal, cast
+from typing import Literal
 
 import charset_normalizer
 import filetype  # type: ignore[import-untyped]
@@ -27,8 +27,9 @@ from markdown_it.token import Token
 from PIL import Image, UnidentifiedImageError
 from w3lib.encoding import html_to_unicode
 
-from aigw.engines.ocr.tesseract import image_to_text
+from aigw.engines.ocr.tesseract import image_to_text, tesseract_language
 from aigw.errors import InvalidField, UnsupportedMediaType
+from aigw.vision.image import flattened
 
 DocumentKind = Literal["text", "markdown", "csv", "pdf", "image", "html"]
 # Told (stage, pages done, pages in the document) before each page or image frame, before each OCR, and at the
@@ -68,21 +69,6 @@ _HTML_START = re.compile(r"\A\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!docty
 _ATX_HEADING = re.compile(r" {0,3}#{1,6}[ \t]+\S")
 _CSV_DELIMITERS = ",;\t|"
 
-_ISO_TO_TESSERACT = {
-    "en": "eng",
-    "bn": "ben",
-    "fr": "fra",
-    "es": "spa",
-    "de": "deu",
-    "ar": "ara",
-    "hi": "hin",
-    "ja": "jpn",
-    "ko": "kor",
-    "zh": "chi_sim",
-    "pt": "por",
-    "ru": "rus",
-}
-_TESSERACT_LANGUAGES = frozenset(_ISO_TO_TESSERACT.values())
 
 # Below this many visible characters a PDF page's text layer is a page number or nothing: the page is a scan.
 _OCR_MIN_CHARS = 20
@@ -95,7 +81,7 @@ _HEADING_MAX_CHARS = 60
 _UNDERLINE = re.compile(r"([=\-~^*#+])\1+")
 
 # pdfium is not thread-safe, not even across documents, and callers extract in a thread pool.
-_PDFIUM_LOCK = threading.Lock()
+PDFIUM_LOCK = threading.Lock()
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\u200b\u00ad\ufeff]")
 _SPACE_RUN = re.compile(r"(?<=\S)[ \u00a0]{2,}")
@@ -157,29 +143,6 @@ def sniff(head: bytes, filename: str | None, declared_type: str | None = None) -
             code="unsupported_document_type",
         )
     return _text_kind(text, filename, declared_type)
-
-
-def tesseract_language(code: str | None) -> str:
-    """Map an API language (ISO 639-1 like `zh`, a Tesseract code like `chi_sim`, or `en+fr`) to Tesseract's.
-
-    Raises:
-        InvalidField: A language we have no OCR data for (422, `unsupported_language`).
-    """
-    if code is None or not code.strip():
-        return "eng"
-    resolved: list[str] = []
-    for part in code.split("+"):
-        name = part.strip().lower()
-        # Region subtags (pt-BR, zh_CN) do not change which traineddata we use.
-        tesseract = name if name in _TESSERACT_LANGUAGES else _ISO_TO_TESSERACT.get(re.split(r"[-_]", name)[0])
-        if tesseract is None:
-            supported = ", ".join(sorted(_ISO_TO_TESSERACT))
-            raise InvalidField(
-                f"Unsupported OCR language {part.strip()!r}; supported: {supported}", code="unsupported_language"
-            )
-        if tesseract not in resolved:
-            resolved.append(tesseract)
-    return "+".join(resolved)
 
 
 @dataclass(frozen=True)
@@ -545,7 +508,7 @@ def _too_many_pages(count: int, limit: int, what: str) -> InvalidField:
 
 def _extract_pdf(path: Path, ocr: _OcrBudget, progress: PageProgress, max_pages: int) -> Extracted:
     unreadable = "The PDF could not be read: it is damaged or password-protected"
-    with _PDFIUM_LOCK:
+    with PDFIUM_LOCK:
         try:
             pdf = pdfium.PdfDocument(path)
         except pdfium.PdfiumError as exc:
@@ -553,14 +516,14 @@ def _extract_pdf(path: Path, ocr: _OcrBudget, progress: PageProgress, max_pages:
     sections: list[Section] = []
     ocr_pages = 0
     try:
-        with _PDFIUM_LOCK:
+        with PDFIUM_LOCK:
             title = _pdf_title(pdf)
             page_count = len(pdf)
         if page_count > max_pages:
             raise _too_many_pages(page_count, max_pages, "pages")
         for index in range(page_count):
             progress("extracting", index, page_count)
-            with _PDFIUM_LOCK:
+            with PDFIUM_LOCK:
                 text, scan = _read_pdf_page(pdf, index)
             # OCR runs outside the lock: it is the slow part and does not touch pdfium.
             if scan is not None:
@@ -573,7 +536,7 @@ def _extract_pdf(path: Path, ocr: _OcrBudget, progress: PageProgress, max_pages:
     except pdfium.PdfiumError as exc:
         raise InvalidField(unreadable, code="unreadable_document") from exc
     finally:
-        with _PDFIUM_LOCK:
+        with PDFIUM_LOCK:
             pdf.close()
     return Extracted("pdf", title, sections, ocr_pages=ocr_pages)
 
@@ -630,28 +593,9 @@ def _image_frames(path: Path) -> Iterator[tuple[int, int, Image.Image]]:
             frames = int(getattr(image, "n_frames", 1)) if image.format == "TIFF" else 1
             for index in range(frames):
                 image.seek(index)
-                yield index, frames, _ocr_ready(image)
+                yield index, frames, flattened(image)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
         raise InvalidField(f"The image could not be read: {exc}", code="unreadable_document") from exc
-
-
-def _ocr_ready(image: Image.Image) -> Image.Image:
-    """An 8-bit grey or RGB copy, transparency flattened onto white (black text on clear is common in PNGs)."""
-    if image.mode in ("RGB", "L"):
-        return image.convert(image.mode)
-    if image.mode == "1":
-        return image.convert("L")
-    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
-        grey = image.convert("F")
-        # A single-band image's extrema are one (min, max) pair.
-        low, high = cast("tuple[float, float]", grey.getextrema())
-        scale = 255.0 / (high - low) if high != low else 1.0
-        offset = -low * scale
-        return grey.point(lambda v: v * scale + offset).convert("L")
-    if "A" in image.getbands() or "a" in image.getbands() or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
-    return image.convert("RGB")
 
 
 class _OcrBudget:

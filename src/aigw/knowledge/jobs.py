@@ -30,9 +30,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aigw.engines.embed.base import EmbeddingEngine
+from aigw.engines.ocr.tesseract import tesseract_language
 from aigw.errors import AigwError, EngineUnavailable
 from aigw.knowledge.chunk import Chunk, chunk_document
-from aigw.knowledge.extract import DocumentKind, Limits, extract, tesseract_language
+from aigw.knowledge.extract import DocumentKind, Limits, extract
 from aigw.knowledge.index import KnowledgeIndex
 from aigw.knowledge.progress import ProgressWriter
 from aigw.knowledge.service import KnowledgeService

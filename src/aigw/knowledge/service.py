@@ -23,8 +23,9 @@ import orjson
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aigw.engines.ocr.tesseract import tesseract_language
 from aigw.errors import InvalidField, NotFound, PayloadTooLarge
-from aigw.knowledge.extract import sniff, tesseract_language, utf8_body
+from aigw.knowledge.extract import sniff, utf8_body
 from aigw.knowledge.fetch import fetch_url
 from aigw.knowledge.index import KnowledgeIndex, Scope
 from aigw.knowledge.retrieve import Hit, Mode, Retriever

@@ -10,13 +10,35 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import shutil
 import subprocess
 
 from PIL import Image
 
+from aigw.engines.ocr.base import Layout
+from aigw.engines.worker import InferenceWorker
 from aigw.errors import EngineUnavailable, InvalidField
 
 TESSERACT_COMMAND = "tesseract"
+# The seed's twelve OCR languages (ISO 639-1) and their Tesseract data (Debian tesseract-ocr-<code>).
+ISO_TO_TESSERACT = {
+    "en": "eng",
+    "bn": "ben",
+    "fr": "fra",
+    "es": "spa",
+    "de": "deu",
+    "ar": "ara",
+    "hi": "hin",
+    "ja": "jpn",
+    "ko": "kor",
+    "zh": "chi_sim",
+    "pt": "por",
+    "ru": "rus",
+}
+_TESSERACT_TO_ISO = {tesseract: iso for iso, tesseract in ISO_TO_TESSERACT.items()}
+# Page segmentation per layout: automatic for pages, sparse text for cards and receipts, one line.
+_PSM: dict[Layout, int] = {"page": 3, "sparse": 11, "line": 7}
 # What Tesseract may see of the gateway's environment: where to find programs and its language data, the locale
 # and the temp dir. Never the rest (AIGW_SECRET_KEY, database and Redis passwords, engine API keys).
 _PASSED_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TESSDATA_PREFIX", "TMPDIR", "HOME")
@@ -27,13 +49,44 @@ def tesseract_environment() -> dict[str, str]:
     return {**passed, "OMP_THREAD_LIMIT": "1"}
 
 
-def image_to_text(image: Image.Image, language: str, *, timeout: float = 300.0) -> str:
+def iso_languages(code: str | None) -> list[str]:
+    """ISO 639-1 codes from what a client sends: `zh`, `pt-BR`, `en+fr`, or Tesseract's own `chi_sim`, `eng+fra`
+    ("en" when nothing is sent).
+
+    Raises:
+        InvalidField: A language we have no OCR data for (422, `unsupported_language`).
+    """
+    if code is None or not code.strip():
+        return ["en"]
+    resolved: list[str] = []
+    for part in code.split("+"):
+        name = part.strip().lower()
+        # Region subtags (pt-BR, zh_CN) do not change which data is used.
+        iso = _TESSERACT_TO_ISO.get(name) or (name if name in ISO_TO_TESSERACT else None)
+        iso = iso or re.split(r"[-_]", name)[0]
+        if iso not in ISO_TO_TESSERACT:
+            supported = ", ".join(sorted(ISO_TO_TESSERACT))
+            raise InvalidField(
+                f"Unsupported OCR language {part.strip()!r}; supported: {supported}", code="unsupported_language"
+            )
+        if iso not in resolved:
+            resolved.append(iso)
+    return resolved
+
+
+def tesseract_language(code: str | None) -> str:
+    """Tesseract's `-l` value ("eng+fra") for what a client sends; see `iso_languages`."""
+    return "+".join(ISO_TO_TESSERACT[iso] for iso in iso_languages(code))
+
+
+def image_to_text(image: Image.Image, language: str, *, timeout: float = 300.0, psm: int | None = None) -> str:
     """The text of one image, in Tesseract's `language` (e.g. "eng", "eng+fra"). Blocking: call from a thread."""
     png = io.BytesIO()
     image.save(png, format="PNG", compress_level=1)
+    layout = ["--psm", str(psm)] if psm is not None else []
     try:
         done = subprocess.run(
-            [TESSERACT_COMMAND, "stdin", "stdout", "-l", language],
+            [TESSERACT_COMMAND, "stdin", "stdout", "-l", language, *layout],
             input=png.getvalue(),
             capture_output=True,
             timeout=timeout,
@@ -54,3 +107,31 @@ def image_to_text(image: Image.Image, language: str, *, timeout: float = 300.0) 
         reason = message[-1] if message else f"exit status {done.returncode}"
         raise InvalidField(f"OCR failed: {reason}", code="unreadable_document")
     return done.stdout.decode("utf-8", errors="replace")
+
+
+class TesseractEngine:
+    """Tesseract as an OCR engine: one image at a time per process (one thread each, see above), at most
+    `max_queue` waiting before 503."""
+
+    modality = "ocr"
+    name = "ocr/tesseract"
+
+    def __init__(self, max_queue: int = 8, timeout: float = 120.0) -> None:
+        self._worker = InferenceWorker("ocr", "The OCR engine", max_queue, 3)
+        self._timeout = timeout
+
+    def languages(self) -> frozenset[str]:
+        return frozenset(ISO_TO_TESSERACT)
+
+    async def ready(self) -> bool:
+        return shutil.which(TESSERACT_COMMAND) is not None
+
+    async def read(self, image: Image.Image, languages: list[str], layout: Layout = "page") -> str:
+        language = "+".join(ISO_TO_TESSERACT[code] for code in languages)
+        return await self._worker.run(self._read, image, language, _PSM[layout])
+
+    def _read(self, image: Image.Image, language: str, psm: int) -> str:
+        return image_to_text(image, language, timeout=self._timeout, psm=psm)
+
+    async def close(self) -> None:
+        await self._worker.close()
