@@ -6,8 +6,6 @@ long as the text would take to say) and records what it was sent."""
 
 from __future__ import annotations
 
-import io
-import wave
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from aigw.speech.audio import wav_bytes
 from doubles.ollama import ServerThread
 
 RATE = 24_000
@@ -25,14 +24,7 @@ RATE = 24_000
 
 def tone_wav(seconds: float) -> bytes:
     t = np.arange(int(seconds * RATE)) / RATE
-    pcm = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype("<i2")
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(RATE)
-        out.writeframes(pcm.tobytes())
-    return buffer.getvalue()
+    return wav_bytes((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), RATE)
 
 
 @dataclass
