@@ -21,6 +21,8 @@ if [ "$purpose" = test ]; then
   command -v redis-server >/dev/null || need+=(redis-server)
   # Test documents are rendered in six languages' scripts with DejaVu Sans.
   [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+  # Test passports and ID cards print their machine-readable zone in OCR-B, as real ones do.
+  dpkg -s fonts-ocr-b >/dev/null 2>&1 || need+=(fonts-ocr-b)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 

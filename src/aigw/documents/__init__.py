@@ -1,0 +1,1 @@
+"""Document scanning: machine-readable zones, AAMVA barcodes, invoices and receipts, business cards."""
