@@ -18,14 +18,17 @@ from aigw.auth.revocation import FileEpoch, RedisEpoch, RevocationEpoch
 from aigw.auth.usage import UsageRecorder
 from aigw.auth.users import ensure_admin
 from aigw.chat.service import ChatService
+from aigw.documents.scan import ScanService
 from aigw.embeddings.service import EmbeddingService
 from aigw.engines.base import EngineRegistry
 from aigw.engines.embed import build_embedding_engine
 from aigw.engines.embed.base import EmbeddingEngine
+from aigw.engines.ocr.rapid import RapidOcrEngine
 from aigw.engines.ocr.tesseract import TesseractEngine
 from aigw.engines.stt import build_stt_engine
 from aigw.engines.tts import build_tts_engines
 from aigw.engines.tts.speaker import SpeakerEncoder
+from aigw.engines.vision.detectors import Detectors
 from aigw.knowledge.hnsw import HnswOptions
 from aigw.knowledge.index import build_index
 from aigw.knowledge.inject import KnowledgeContext
@@ -41,6 +44,7 @@ from aigw.speech.voicechat import VoiceChat
 from aigw.speech.voices import VoiceService
 from aigw.store.db import create_engine, migrate, session_factory
 from aigw.store.private import make_private_dir
+from aigw.vision.analyze import VisionService
 from aigw.vision.ocr import OcrService
 
 log = logging.getLogger("aigw.runtime")
@@ -95,6 +99,8 @@ class Runtime:
     voices: VoiceService
     voicechat: VoiceChat
     ocr: OcrService
+    vision: VisionService
+    scan: ScanService
     ingestion: list[IngestionWorker] = field(default_factory=list)
 
     @classmethod
@@ -152,8 +158,10 @@ class Runtime:
             settings.resolved_models_dir,
             uses_reference=settings.tts.engine == "chatterbox",
         )
-        tesseract = TesseractEngine()
-        engines.register(tesseract)
+        tesseract, rapid, detectors = TesseractEngine(), RapidOcrEngine(), Detectors()
+        for vision_engine in (tesseract, rapid, detectors):
+            engines.register(vision_engine)
+        ocr = OcrService(tesseract, settings.image_max_pixels, rapid)
         return cls(
             settings=settings,
             secret=secret,
@@ -173,7 +181,9 @@ class Runtime:
             tts=tts,
             voices=VoiceService(sessions, tts, cloner, settings.data_dir),
             voicechat=VoiceChat(speech, chat, tts),
-            ocr=OcrService(tesseract, settings.image_max_pixels),
+            ocr=ocr,
+            vision=VisionService(ocr, detectors, chat, settings.vision_model),
+            scan=ScanService(ocr, chat),
         )
 
     @property
@@ -221,6 +231,7 @@ class Runtime:
             await worker.stop()
         await self.knowledge.index.close()
         await self.usage.stop()
+        await self.scan.close()
         await self.engines.close()
         if self.redis is not None:
             await self.redis.aclose()

@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     image_max_pixels: int = Field(
         default=50_000_000, ge=1_000_000, description="Largest image read (width x height); more is 413"
     )
+    vision_model: str | None = Field(
+        default=None,
+        description="A chat model (ollama or openai backends) that reads images, for /api/vision/analyze; "
+        "unset: the embedded composite of detectors and OCR, written up by the default chat model",
+    )
     tts_max_chars: int = Field(default=4096, ge=1, le=100_000, description="Longest text spoken in one request")
     kb_chunk_chars: int = Field(default=1000, ge=200, le=8000, description="Largest chunk, in characters")
     kb_chunk_overlap: int = Field(default=0, ge=0, le=2000, description="Characters shared by adjacent chunks")
@@ -130,6 +135,17 @@ class Settings(BaseSettings):
     kb_min_similarity: float = Field(
         default=0.3, ge=-1, le=1, description="Cosine similarity a chunk needs to be injected into a chat"
     )
+
+    @model_validator(mode="after")
+    def _check_vision_model(self) -> Settings:
+        if self.vision_model is None:
+            return self
+        model = next((m for m in self.chat_models if m.name == self.vision_model), None)
+        if model is None:
+            raise ValueError(f"vision_model {self.vision_model!r} is not one of the chat_models")
+        if any(backend.engine == "llama" for backend in model.backends):
+            raise ValueError("vision_model needs ollama or openai backends: the embedded llama.cpp reads no images")
+        return self
 
     log_level: str = "info"
     access_log: bool = Field(default=True, description="One structured log line per request")

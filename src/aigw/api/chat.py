@@ -36,7 +36,7 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-def chat_event_frame(event: ChatEvent, session: ChatSession) -> bytes:
+def chat_event_frame(event: ChatEvent, session: ChatSession, done_extra: dict[str, Any] | None = None) -> bytes:
     if isinstance(event, TextDelta):
         return sse("token", {"content": event.text, "done": False})
     if isinstance(event, ToolCalls):
@@ -56,6 +56,8 @@ def chat_event_frame(event: ChatEvent, session: ChatSession) -> bytes:
     }
     if session.sources:
         done["sources"] = session.sources
+    if done_extra:
+        done.update(done_extra)
     return sse("done", done)
 
 
@@ -74,16 +76,20 @@ async def open_stream(session: ChatSession) -> tuple[ChatEvent, AsyncGenerator[C
 
 
 def stream_chat(
-    session: ChatSession, first: ChatEvent, events: AsyncGenerator[ChatEvent], request: Request
+    session: ChatSession,
+    first: ChatEvent,
+    events: AsyncGenerator[ChatEvent],
+    request: Request,
+    done_extra: dict[str, Any] | None = None,
 ) -> StreamingResponse:
     meter = request.state.usage
 
     async def frames() -> AsyncGenerator[bytes]:
         try:
-            yield chat_event_frame(first, session)
+            yield chat_event_frame(first, session, done_extra)
             async with aclosing(events) as rest:
                 async for event in rest:
-                    yield chat_event_frame(event, session)
+                    yield chat_event_frame(event, session, done_extra)
         except AigwError as exc:
             yield sse("error", {"error": exc.message, "code": exc.code})
         except Exception:  # a stream that already started reports failure in-band, then ends

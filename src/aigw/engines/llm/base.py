@@ -43,6 +43,8 @@ class ChatMessage(BaseModel):
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
     name: str | None = None  # for role "tool": which tool answered
+    # Base64 images (Ollama's field); engines that read images send them, the others refuse the request.
+    images: list[str] | None = Field(default=None, max_length=8)
 
 
 class ToolFunction(BaseModel):

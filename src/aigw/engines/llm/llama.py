@@ -122,6 +122,11 @@ class LlamaChatEngine:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatEvent]:
+        if any(message.images for message in request.messages):
+            raise EngineRejected(
+                f"The model {self.name} reads no images; configure a vision model (README: Vision)",
+                code="images_not_supported",
+            )
         if self._in_flight > self._max_queue:
             raise EngineBusy(
                 f"The embedded model has {self._in_flight} requests in hand; try again shortly",

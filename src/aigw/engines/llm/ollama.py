@@ -88,6 +88,8 @@ def _ollama_message(message: ChatMessage) -> dict[str, Any]:
         ]
     if message.role == "tool" and message.name:
         out["tool_name"] = message.name
+    if message.images:
+        out["images"] = message.images
     return out
 
 

@@ -180,6 +180,11 @@ def openai_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
             out.append(item)
             continue
         item = {"role": message.role, "content": message.content}
+        if message.images:
+            item["content"] = [
+                {"type": "text", "text": message.content},
+                *({"type": "image_url", "image_url": {"url": image_data_url(image)}} for image in message.images),
+            ]
         if message.tool_calls:
             unanswered = [call.id or f"call_{len(out)}_{i}" for i, call in enumerate(message.tool_calls)]
             item["tool_calls"] = [
@@ -195,6 +200,12 @@ def openai_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
             ]
         out.append(item)
     return out
+
+
+def image_data_url(image: str) -> str:
+    """A data URL for a base64 image, its type read from its first bytes (JPEG unless PNG, GIF or WebP)."""
+    kinds = {"iVBOR": "image/png", "R0lGO": "image/gif", "UklGR": "image/webp"}
+    return f"data:{kinds.get(image[:5], 'image/jpeg')};base64,{image}"
 
 
 def _option_fields(options: ChatOptions) -> dict[str, Any]:

@@ -7,8 +7,9 @@ from typing import Literal, Protocol
 from PIL import Image
 
 # How the page is laid out, which decides how an engine segments it: a document page (columns, paragraphs), a
-# sparse one (labels and values scattered, as on cards and receipts), or a single line.
-Layout = Literal["page", "sparse", "line"]
+# sparse one (labels and values scattered, as on cards), a table (rows of a receipt or an invoice), a single line,
+# or a page read for its machine-readable zone (only A-Z, 0-9 and the `<` filler matter).
+Layout = Literal["page", "sparse", "table", "line", "mrz"]
 
 
 class OcrEngine(Protocol):

@@ -38,7 +38,8 @@ ISO_TO_TESSERACT = {
 }
 _TESSERACT_TO_ISO = {tesseract: iso for iso, tesseract in ISO_TO_TESSERACT.items()}
 # Page segmentation per layout: automatic for pages, sparse text for cards and receipts, one line.
-_PSM: dict[Layout, int] = {"page": 3, "sparse": 11, "line": 7}
+_PSM: dict[Layout, int] = {"page": 3, "sparse": 11, "table": 6, "line": 7, "mrz": 6}
+_MRZ_CHARACTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<"
 # What Tesseract may see of the gateway's environment: where to find programs and its language data, the locale
 # and the temp dir. Never the rest (AIGW_SECRET_KEY, database and Redis passwords, engine API keys).
 _PASSED_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TESSDATA_PREFIX", "TMPDIR", "HOME")
@@ -79,11 +80,16 @@ def tesseract_language(code: str | None) -> str:
     return "+".join(ISO_TO_TESSERACT[iso] for iso in iso_languages(code))
 
 
-def image_to_text(image: Image.Image, language: str, *, timeout: float = 300.0, psm: int | None = None) -> str:
-    """The text of one image, in Tesseract's `language` (e.g. "eng", "eng+fra"). Blocking: call from a thread."""
+def image_to_text(
+    image: Image.Image, language: str, *, timeout: float = 300.0, psm: int | None = None, characters: str | None = None
+) -> str:
+    """The text of one image, in Tesseract's `language` (e.g. "eng", "eng+fra"), optionally only `characters`.
+    Blocking: call from a thread."""
     png = io.BytesIO()
     image.save(png, format="PNG", compress_level=1)
     layout = ["--psm", str(psm)] if psm is not None else []
+    if characters:
+        layout += ["-c", f"tessedit_char_whitelist={characters}"]
     try:
         done = subprocess.run(
             [TESSERACT_COMMAND, "stdin", "stdout", "-l", language, *layout],
@@ -128,10 +134,13 @@ class TesseractEngine:
 
     async def read(self, image: Image.Image, languages: list[str], layout: Layout = "page") -> str:
         language = "+".join(ISO_TO_TESSERACT[code] for code in languages)
-        return await self._worker.run(self._read, image, language, _PSM[layout])
+        if layout == "mrz":
+            language = "eng"  # the zone is Latin capitals and digits whatever the document's language
+        return await self._worker.run(self._read, image, language, layout)
 
-    def _read(self, image: Image.Image, language: str, psm: int) -> str:
-        return image_to_text(image, language, timeout=self._timeout, psm=psm)
+    def _read(self, image: Image.Image, language: str, layout: Layout) -> str:
+        characters = _MRZ_CHARACTERS if layout == "mrz" else None
+        return image_to_text(image, language, timeout=self._timeout, psm=_PSM[layout], characters=characters)
 
     async def close(self) -> None:
         await self._worker.close()

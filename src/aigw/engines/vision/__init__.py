@@ -1,0 +1,1 @@
+"""Vision engines: what the machine can detect in an image by itself."""
