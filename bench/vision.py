@@ -1,13 +1,19 @@
-"""OCR accuracy and speed, in process, on the path `/api/ocr` takes (image decode, then the Tesseract engine).
+"""OCR and document-scan accuracy and speed, in process, on the paths `/api/ocr` and `/api/vision/scan` take.
 
-Renders a short paragraph in each seed language this machine has a font for (DejaVu Sans: en fr es de pt ru;
-Bengali, Devanagari, Arabic shaping and CJK need fonts that are not installed here), as a clean scan and as a
-degraded photo (a 3 degree tilt, blur, noise, JPEG quality 40), and reports the character error rate (jiwer,
-whitespace collapsed) and the seconds per image.
+--part ocr: renders a short paragraph in each seed language this machine has a font for (DejaVu Sans: en fr es de
+pt ru; Bengali, Devanagari, Arabic shaping and CJK need fonts that are not installed here), as a clean scan and as
+a degraded photo (a 3 degree tilt, blur, noise, JPEG quality 40), and reports each engine's character error rate
+(jiwer, whitespace collapsed) and seconds per image: Tesseract in every language, RapidOCR where its packaged
+models cover the language.
 
-    .venv/bin/python bench/vision.py [--repeat 2]
+--part scan: renders N documents of each type with random true fields (tests/documents.py), clean and as a phone
+photo (5 degree tilt, blur, noise, JPEG), scans each with the rules alone (no chat model: it only fills fields the
+rules left empty) and reports the share of fields exactly right, documents entirely right, failed checks and the
+seconds per page.
 
-Prints a table, the command, the machine and the date; writes JSON to bench/results/.
+    .venv/bin/python bench/vision.py [--part ocr|scan|all] [--repeat 2] [--documents 10]
+
+Prints tables, the command, the machine and the date; writes JSON to bench/results/.
 """
 
 from __future__ import annotations
@@ -29,8 +35,16 @@ import jiwer
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from aigw.documents.scan import ScanService
+from aigw.engines.ocr.base import OcrEngine
+from aigw.engines.ocr.rapid import RapidOcrEngine
 from aigw.engines.ocr.tesseract import TesseractEngine
+from aigw.vision.image import load_image
 from aigw.vision.ocr import OcrService
+from aigw.vision.preprocess import deskewed
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import documents  # the test documents, shared with tests/test_scan.py
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
@@ -68,45 +82,106 @@ def png(image: Image.Image, kind: str = "PNG", **options: Any) -> bytes:
     return buffer.getvalue()
 
 
-async def run(repeat: int) -> dict[str, Any]:
-    service = OcrService(TesseractEngine(), 50_000_000)
+async def run_ocr(repeat: int) -> dict[str, Any]:
+    engines: dict[str, OcrEngine] = {"tesseract": TesseractEngine(), "rapidocr": RapidOcrEngine()}
     result: dict[str, Any] = {}
     for language, lines in PARAGRAPHS.items():
         truth = " ".join(lines)
-        row: dict[str, Any] = {}
-        for condition in ("clean", "degraded"):
-            image = page(lines) if condition == "clean" else degraded(page(lines), seed=len(language))
-            data = png(image)
-            seconds, errors = [], []
-            for _ in range(repeat):
+        for name, engine in engines.items():
+            if language not in engine.languages():
+                continue
+            row: dict[str, Any] = {}
+            for condition in ("clean", "degraded", "deskewed"):
+                image = page(lines) if condition == "clean" else degraded(page(lines), seed=len(language))
+                data = png(image)
+                seconds, errors = [], []
+                for _ in range(repeat):
+                    started = time.perf_counter()
+                    decoded = load_image(data)
+                    if condition == "deskewed":
+                        decoded = deskewed(decoded)[0]
+                    read = await engine.read(decoded, [language])
+                    seconds.append(time.perf_counter() - started)
+                    errors.append(float(jiwer.cer(truth, " ".join(read.split()))))
+                row[condition] = {
+                    "cer": round(statistics.mean(errors), 4),
+                    "seconds_p50": round(statistics.median(seconds), 3),
+                }
+            result[f"{language} {name}"] = row
+            print(language, name, row, flush=True)
+    for engine in engines.values():
+        await engine.close()
+    return result
+
+
+def _right(extracted: dict[str, Any], truth: dict[str, Any]) -> tuple[int, list[str]]:
+    wrong = [name for name, value in truth.items() if extracted.get(name) != value]
+    return len(truth) - len(wrong), wrong
+
+
+async def run_scan(count: int) -> dict[str, Any]:
+    rapid = RapidOcrEngine()
+    await rapid.warm()
+    service = ScanService(OcrService(TesseractEngine(), 50_000_000, rapid), None)
+    result: dict[str, Any] = {}
+    for kind, render in documents.RENDERERS.items():
+        for condition in ("clean", "photo"):
+            fields = right = whole = failed_checks = 0
+            seconds, misses = [], []
+            for seed in range(1, count + 1):
+                doc = render(seed)
+                image = documents.photographed(doc.image, seed) if condition == "photo" else doc.image
+                data = documents.encoded(image, "JPEG", quality=90) if condition == "photo" else png(image)
                 started = time.perf_counter()
-                read = await service.read(data, language)
+                scanned = await service.scan(data, kind, "en", 0)
                 seconds.append(time.perf_counter() - started)
-                errors.append(float(jiwer.cer(truth, " ".join(read.text.split()))))
-            row[condition] = {
-                "cer": round(statistics.mean(errors), 4),
-                "seconds_p50": round(statistics.median(seconds), 3),
+                good, wrong = _right(scanned.extracted, doc.truth)
+                fields, right = fields + len(doc.truth), right + good
+                whole += not wrong
+                failed_checks += sum(not check["passed"] for check in scanned.checks)
+                misses += [f"{seed}:{name}" for name in wrong]
+            row = {
+                "field_accuracy": round(right / fields, 4),
+                "documents_all_right": f"{whole}/{count}",
+                "failed_checks": failed_checks,
+                "seconds_p50": round(statistics.median(seconds), 2),
+                "seconds_max": round(max(seconds), 2),
+                "wrong": misses[:12],
             }
-        result[language] = row
-        print(language, row, flush=True)
-    await service.engine.close()
+            result[f"{kind} {condition}"] = row
+            print(kind, condition, row, flush=True)
+    await service.close()
+    await rapid.close()
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["ocr", "scan", "all"], default="all")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--documents", type=int, default=10)
     args = parser.parse_args()
     command = "python bench/vision.py " + " ".join(sys.argv[1:])
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
     print(f"command: {command}\nmachine: {machine}\ndate: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
-    result = asyncio.run(run(args.repeat))
-    print("\n| language | clean CER | clean s | degraded CER | degraded s |\n|---|---|---|---|---|")
-    for language, row in result.items():
-        clean, bad = row["clean"], row["degraded"]
-        print(f"| {language} | {clean['cer']:.1%} | {clean['seconds_p50']} | {bad['cer']:.1%} | {bad['seconds_p50']} |")
+    result: dict[str, Any] = {}
+    if args.part in ("ocr", "all"):
+        result["ocr"] = asyncio.run(run_ocr(args.repeat))
+        print("\n| language, engine | clean CER | s | degraded CER | s | deskewed CER | s |")
+        print("|---|---|---|---|---|---|---|")
+        for name, row in result["ocr"].items():
+            cells = [f"{row[c]['cer']:.1%} | {row[c]['seconds_p50']}" for c in ("clean", "degraded", "deskewed")]
+            print(f"| {name} | {' | '.join(cells)} |")
+    if args.part in ("scan", "all"):
+        result["scan"] = asyncio.run(run_scan(args.documents))
+        print("\n| document | fields right | all right | failed checks | s p50 | s max |\n|---|---|---|---|---|---|")
+        for name, row in result["scan"].items():
+            print(
+                f"| {name} | {row['field_accuracy']:.1%} | {row['documents_all_right']} | {row['failed_checks']} "
+                f"| {row['seconds_p50']} | {row['seconds_max']} |"
+            )
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"vision-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
     out.write_text(json.dumps({"command": command, "machine": machine, **result}, indent=2, ensure_ascii=False))

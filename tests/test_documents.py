@@ -190,3 +190,9 @@ def test_business_card_contacts_are_found_and_normalised() -> None:
 def test_dates_as_documents_print_them(text: str, expected: date) -> None:
     assert find_date(text) == expected
     assert display(date(1990, 1, 15)) == "15 Jan 1990"
+
+
+def test_an_unreadable_tax_amount_is_derived_and_reported() -> None:
+    bill = invoice.parse(INVOICE_TEXT.replace("Tax (10%) 149.00", "Tax (10%) M9.O0"), "invoice")
+    assert bill.fields["tax"] == 149.0 and "tax" in bill.derived and "tax" not in bill.validated
+    assert [check.name for check in bill.checks if not check.passed] == ["tax_read"]

@@ -44,7 +44,9 @@ class ScanOut(BaseModel):
     ai_analysis: str
     extracted: dict[str, Any]
     filename: str
-    confidence: dict[str, float] = Field(description="Per field: 0.99 checked, 0.95 arithmetic, 0.7 read, 0.4 model")
+    confidence: dict[str, float] = Field(
+        description="Per field: 0.99 checked or from a barcode, 0.95 arithmetic, 0.7 read, 0.6 derived, 0.4 model"
+    )
     checks: list[ScanCheck]
     evidence: str = Field(description="What decided the document type")
     filled_by_model: list[str] = Field(description="Fields the chat model read from the text; verify these")

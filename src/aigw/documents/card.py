@@ -32,6 +32,7 @@ _LABEL = re.compile(r"^(?:tel|phone|mobile|mob|cell|fax|office|t|m|f|p|e|email|e
 
 def parse(text: str, region: str = "US") -> dict[str, Any]:
     """Fields of a business card; `region` is where numbers without a country code are assumed to be."""
+    text = re.sub(r"\b(www\.|https?://)\s+", r"\1", text, flags=re.IGNORECASE)  # OCR often spaces after www.
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     emails = list(dict.fromkeys(_EMAIL.findall(text)))
     phones = list(

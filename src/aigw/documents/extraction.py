@@ -1,8 +1,9 @@
 """Fields per document family, each with a confidence and the checks that validated it.
 
 Confidence says where a value came from: a check digit or the arithmetic confirmed it (0.99/0.95), a barcode
-carried it (0.99), a rule read it from the printed text (0.7), or the chat model proposed it and the text contains
-it (0.4). Fields a check confirmed are `validated`: nothing later may overwrite them.
+carried it (0.99), a rule read it from the printed text (0.7), the arithmetic gave an unreadable amount (0.6), or
+the chat model proposed it and the text contains it (0.4). Fields a check confirmed are `validated`: nothing later
+may overwrite them.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     ),
     "business_card": ("full_name", "title", "company", "emails", "phones", "websites", "address"),
 }
-CHECKED, BARCODE, ARITHMETIC, PRINTED, MODEL = 0.99, 0.99, 0.95, 0.7, 0.4
+CHECKED, BARCODE, ARITHMETIC, PRINTED, DERIVED, MODEL = 0.99, 0.99, 0.95, 0.7, 0.6, 0.4
 
 # Labels of the printed zone of passports and ID cards (English, French, Spanish, German, Portuguese).
 _PRINTED_LABELS = {
@@ -209,7 +210,7 @@ def from_bill(text: str, document_type: str, month_first: bool = False) -> Extra
     bill = invoice.parse(text, document_type, month_first)
     out = Extraction(document_type)
     for name, value in bill.fields.items():
-        out.put(name, value, ARITHMETIC if name in bill.validated else PRINTED)
+        out.put(name, value, ARITHMETIC if name in bill.validated else DERIVED if name in bill.derived else PRINTED)
     for name, value in bill.dates.items():
         out.put_date(name, value, PRINTED)
     if document_type == "receipt":

@@ -81,6 +81,7 @@ class Bill:
     items: list[LineItem] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     validated: set[str] = field(default_factory=set)  # fields the arithmetic confirmed
+    derived: set[str] = field(default_factory=set)  # fields computed from others because they were unreadable
 
 
 def parse_amount(text: str) -> Decimal | None:
@@ -114,7 +115,8 @@ def parse(text: str, kind: str, month_first: bool = False) -> Bill:
     bill.items = _items(lines)
     _dates(lines, bill, kind, month_first)
     bill.fields["currency"] = _currency(text)
-    _reconcile(bill, totals)
+    tax_printed = any(_label(line) == "tax" for line in lines)
+    _reconcile(bill, totals, tax_printed)
     if bill.items:
         bill.fields["line_items"] = [item.as_dict() for item in bill.items]
     return bill
@@ -193,8 +195,13 @@ def _currency(text: str) -> str:
     return ""
 
 
-def _reconcile(bill: Bill, totals: dict[str, Decimal]) -> None:
+def _reconcile(bill: Bill, totals: dict[str, Decimal], tax_printed: bool) -> None:
     subtotal, tax, total = totals.get("subtotal"), totals.get("tax"), totals.get("total")
+    if tax is None and tax_printed and subtotal is not None and total is not None and total >= subtotal:
+        # The tax line is there but its amount was unreadable: it is what the total adds to the subtotal.
+        tax = total - subtotal
+        bill.derived.add("tax")
+        bill.checks.append(Check("tax_read", False, f"tax amount unreadable; taken as total - subtotal = {tax}"))
     items_sum = sum((item.amount for item in bill.items), Decimal(0))
     for item in bill.items:
         if item.quantity is not None and item.unit_price is not None:
@@ -216,7 +223,7 @@ def _reconcile(bill: Bill, totals: dict[str, Decimal]) -> None:
         )
         if passed:
             bill.validated.update({"subtotal", "line_items"})
-    if subtotal is not None and tax is not None and total is not None:
+    if subtotal is not None and tax is not None and total is not None and "tax" not in bill.derived:
         passed = subtotal + tax == total
         bill.checks.append(
             Check("subtotal_plus_tax_is_total", passed, f"{subtotal} + {tax} = {subtotal + tax}, total {total}")

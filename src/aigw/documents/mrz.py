@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -37,8 +38,14 @@ _CONFUSABLE = {
     "6": "G",
     "G": "6",
 }
-# Characters OCR engines read for the `<` filler: guillemets, angle brackets, a hiragana く.
-_FILLER_LOOKALIKES = str.maketrans("\u2039\u3008\uff1c\u304f\u3050\u1438", "<<<<<<")
+# Characters OCR engines read for the `<` filler (guillemets, angle brackets, a hiragana く) and Greek and Cyrillic
+# capitals read for the Latin ones they look like (a Greek rho for P).
+_LOOKALIKES = str.maketrans(
+    "\u2039\u3008\uff1c\u304f\u3050\u1438"
+    "\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7"
+    "\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0423\u0425",
+    "<<<<<<ABEZHIKMNOPTYXABEKMHOPCTYX",
+)
 # Optional-data fields per layout (line, start, end): mostly fillers, which OCR reads as K or X among them.
 _OPTIONAL = {"TD3": [(1, 28, 42)], "TD2": [(1, 28, 35)], "TD1": [(0, 15, 30), (1, 18, 29)]}
 
@@ -107,11 +114,13 @@ def find(text: str, today: date | None = None) -> Mrz | None:
 
 def parse(lines: list[str], layout: str, today: date | None = None) -> Mrz | None:
     """Parse and check the lines of one zone; None when they cannot be one of `layout`. Optional-data fields are
-    read as printed and with stray K/X among their fillers made fillers; the check digits choose."""
+    read with stray K/X among their fillers made fillers, and as printed; the check digits choose, and on a tie
+    the fillers win: K is worth 20 and X 33, so a K read for a filler never changes a check digit (20 x any
+    weight is 0 mod 10)."""
     today = today or date.today()
     parser = {"TD3": _parse_td3, "TD2": _parse_td2, "TD1": _parse_td1}[layout]
     best: Mrz | None = None
-    for candidate in (lines, _optional_fillers(lines, layout)):
+    for candidate in (_optional_fillers(lines, layout), lines):
         parsed = parser(candidate, today)
         if parsed is not None and (best is None or score(parsed) > score(best)):
             best = parsed
@@ -284,9 +293,9 @@ def _parse_td1(lines: list[str], today: date) -> Mrz | None:
 
 
 def _normalised(line: str) -> str:
-    """Upper case, no spaces, the guillemets and dashes some engines read for the filler made `<`."""
-    line = re.sub(r"\s+", "", line.upper())
-    return line.replace("\u00ab", "<<").translate(_FILLER_LOOKALIKES)
+    """Upper case, no spaces, lookalikes of the filler and of Latin capitals made what they look like."""
+    line = re.sub(r"\s+", "", unicodedata.normalize("NFKC", line).upper())  # NFKC: fullwidth letters
+    return line.replace("\u00ab", "<<").translate(_LOOKALIKES)
 
 
 def _looks_machine_readable(line: str) -> bool:
@@ -299,6 +308,8 @@ def _looks_machine_readable(line: str) -> bool:
 def _fitted(line: str, length: int, *, short_ok: bool = False) -> str | None:
     """The line at its layout's length: a filler or two lost or gained at the end is common in OCR, and so is a
     K or X read in the gap between two fillers."""
+    if short_ok and len(line) > length and 0 <= line.find("<<<") < length:
+        return line[:length]  # a names line: after three fillers there is only filler, whatever OCR saw in it
     while len(line) > length:
         gaps = list(re.finditer(r"(?<=<)[KX](?=<)", line))
         if not gaps:

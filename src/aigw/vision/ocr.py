@@ -14,6 +14,7 @@ from PIL import Image
 from aigw.engines.ocr.base import Layout, OcrEngine
 from aigw.engines.ocr.tesseract import iso_languages
 from aigw.vision.image import load_image
+from aigw.vision.preprocess import deskewed
 
 _RAPID_FIRST = frozenset({"zh", "ja"})
 
@@ -47,9 +48,12 @@ class OcrService:
         return await asyncio.to_thread(load_image, data, max_pixels=self.max_pixels)
 
     async def read(self, data: bytes, language: str | None = None, layout: Layout = "page") -> OcrResult:
-        """Decode, then read; 422 `unsupported_language` for a language without OCR data."""
+        """Decode, turn upright, then read; 422 `unsupported_language` for a language without OCR data.
+
+        Deskewing is measured (bench/vision.py): a photo tilted 3 degrees went from 37% to 3.3% character errors
+        in Russian, at no cost to straight scans."""
         languages = iso_languages(language)
-        image = await self.decode(data)
+        image = (await asyncio.to_thread(deskewed, await self.decode(data)))[0]
         engine = self.choose(languages)
         text = await engine.read(image, languages, layout)
         return OcrResult(text.strip(), languages, image.width, image.height, engine.name)
