@@ -19,8 +19,12 @@ done
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 if [ "$purpose" = test ]; then
   command -v redis-server >/dev/null || need+=(redis-server)
-  # Test documents are rendered in six languages' scripts with DejaVu Sans.
+  # Test documents are rendered with DejaVu Sans (Latin, Cyrillic, Arabic), WenQuanYi Micro Hei (Chinese, Japanese,
+  # Korean) and Lohit (Devanagari, Bengali).
   [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+  for font in fonts-wqy-microhei fonts-lohit-deva fonts-lohit-beng-bengali; do
+    dpkg -s "$font" >/dev/null 2>&1 || need+=("$font")
+  done
   # Test passports and ID cards print their machine-readable zone in OCR-B, as real ones do.
   dpkg -s fonts-ocr-b >/dev/null 2>&1 || need+=(fonts-ocr-b)
 fi

@@ -1,5 +1,5 @@
-"""Image preparation that measures better for OCR and barcodes (bench/vision.py): deskew, upscaling small text,
-grey with stretched contrast. Blocking: callers run these in a worker thread."""
+"""Image preparation that measures better for OCR and barcodes (bench/vision.py): deskewing. Blocking: callers run
+these in a worker thread."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import math
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 _MAX_SKEW = 15.0  # degrees; more than this is a rotated photo, not a skewed scan
-_SMALL_SIDE = 1000  # pixels: a smaller image is upscaled for Tesseract, whose glyphs need ~20 px of height
 
 
 def skew_angle(image: Image.Image) -> float:
@@ -18,7 +17,7 @@ def skew_angle(image: Image.Image) -> float:
     long near-horizontal edges OpenCV's probabilistic Hough transform finds; 0 when there are none."""
     import cv2
 
-    grey = np.asarray(_limited(image).convert("L"))
+    grey = np.asarray(limited(image).convert("L"))
     edges = cv2.Canny(grey, 50, 150, apertureSize=3)
     width = grey.shape[1]
     lines: Any = cv2.HoughLinesP(edges, 1, math.pi / 720, 80, minLineLength=width // 8, maxLineGap=10)
@@ -41,19 +40,11 @@ def deskewed(image: Image.Image, minimum: float = 0.5) -> tuple[Image.Image, flo
     return image.rotate(-angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=fill), angle
 
 
-def for_tesseract(image: Image.Image) -> Image.Image:
-    """Grey, contrast stretched, small images upscaled (Tesseract reads 20-30 px glyphs best)."""
-    grey = ImageOps.autocontrast(image.convert("L"), cutoff=1)
-    shortest = min(grey.size)
-    if shortest < _SMALL_SIDE:
-        scale = min(3.0, _SMALL_SIDE / shortest)
-        grey = grey.resize((round(grey.width * scale), round(grey.height * scale)), Image.Resampling.LANCZOS)
-    return grey
-
-
-def _limited(image: Image.Image, side: int = 1600) -> Image.Image:
-    """A copy at most `side` pixels on its longest side, for measuring: angles do not need full resolution."""
+def limited(image: Image.Image, side: int = 1600) -> Image.Image:
+    """A copy at most `side` pixels on its longest side (or `image` itself), for measuring and detecting: angles,
+    faces and colours do not need full resolution."""
     if max(image.size) <= side:
         return image
     scale = side / max(image.size)
-    return image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR)

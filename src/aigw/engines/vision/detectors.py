@@ -15,6 +15,7 @@ from PIL import ExifTags, Image
 
 from aigw.engines.worker import InferenceWorker
 from aigw.vision.barcodes import read_barcodes
+from aigw.vision.preprocess import limited
 
 _DETECT_SIDE = 1024  # detectors run on a copy at most this long: faces of 30+ px at that size are found
 # Colour names and their sRGB values; each dominant colour takes the nearest name.
@@ -116,13 +117,13 @@ class Detectors:
             self._people = cv2.HOGDescriptor()
             self._people.setSVMDetector(cv2.HOGDescriptor.getDefaultPeopleDetector())
         findings = Findings(image.width, image.height, exif=_exif(data))
-        small = _limited(image, _DETECT_SIDE)
+        small = limited(image, _DETECT_SIDE)
         scale = image.width / small.width
         grey = np.asarray(small.convert("L"))
         faces = self._faces.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=6, minSize=(30, 30))
         findings.faces = [tuple(int(v * scale) for v in face) for face in faces]  # type: ignore[misc]
         people, weights = self._people.detectMultiScale(
-            np.asarray(_limited(small, 640).convert("RGB")), winStride=(8, 8), scale=1.05
+            np.asarray(limited(small, 640).convert("RGB")), winStride=(8, 8), scale=1.05
         )
         findings.people = [tuple(int(v) for v in box) for box, w in zip(people, weights, strict=False) if w > 0.6]  # type: ignore[misc]
         findings.colours = _dominant_colours(small)
@@ -134,16 +135,9 @@ class Detectors:
         await self._worker.close()
 
 
-def _limited(image: Image.Image, side: int) -> Image.Image:
-    if max(image.size) <= side:
-        return image
-    scale = side / max(image.size)
-    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
-
-
 def _dominant_colours(image: Image.Image, count: int = 5) -> list[tuple[str, float]]:
     """Colour names covering at least 5% of the image, largest first (median-cut on a 128 px copy)."""
-    thumb = _limited(image.convert("RGB"), 128)
+    thumb = limited(image.convert("RGB"), 128)
     quantized = thumb.quantize(colors=count, method=Image.Quantize.MEDIANCUT)
     palette = quantized.getpalette() or []
     shares: dict[str, float] = {}
