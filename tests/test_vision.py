@@ -160,3 +160,21 @@ def test_bad_images_get_clear_errors(gateway: Gateway) -> None:
     assert resp.status_code == 415 and resp.json()["code"] == "unsupported_image"
     resp = client.post("/api/vision/analyze/stream", files={"file": ("empty.png", b"")})
     assert resp.status_code == 422 and resp.json()["code"] == "empty_image"
+
+
+def test_a_configured_vision_model_fills_what_the_scan_rules_left_empty(
+    vision_model_gateway: Gateway, ollama_double: OllamaProtocolDouble
+) -> None:
+    doc = documents.receipt(3)  # it prints no receipt number, which rules cannot find
+    ollama_double.reply_text(['{"receipt_number": "R-2041", "total_amount": "999.99"}'])
+    client = vision_model_gateway.client(vision_model_gateway.new_user().key, timeout=120)
+    files = {"file": ("r.png", documents.encoded(doc.image))}
+    resp = client.post("/api/vision/scan", files=files, data={"type": "receipt"})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["extracted"]["receipt_number"] == "R-2041" and body["filled_by_model"] == ["receipt_number"]
+    assert body["confidence"]["receipt_number"] == 0.4
+    assert body["extracted"]["total_amount"] == doc.truth["total_amount"]  # checked by the sums: never overridden
+    sent = ollama_double.last_request
+    assert sent["model"] == "llava:7b" and sent["messages"][-1]["images"]
+    assert "receipt_number" in sent["messages"][-1]["content"]

@@ -183,7 +183,7 @@ class Runtime:
             voicechat=VoiceChat(speech, chat, tts),
             ocr=ocr,
             vision=VisionService(ocr, detectors, chat, settings.vision_model),
-            scan=ScanService(ocr, chat),
+            scan=ScanService(ocr, chat, settings.vision_model),
         )
 
     @property

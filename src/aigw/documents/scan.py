@@ -35,6 +35,7 @@ from aigw.engines.ocr.tesseract import iso_languages
 from aigw.engines.worker import InferenceWorker
 from aigw.errors import AigwError, InvalidField
 from aigw.vision.barcodes import Barcode, read_barcodes
+from aigw.vision.image import jpeg_base64
 from aigw.vision.ocr import OcrService
 from aigw.vision.preprocess import deskewed
 
@@ -72,9 +73,12 @@ class ScanResult:
 
 
 class ScanService:
-    def __init__(self, ocr: OcrService, chat: ChatService | None, max_queue: int = 8) -> None:
+    def __init__(
+        self, ocr: OcrService, chat: ChatService | None, vision_model: str | None = None, max_queue: int = 8
+    ) -> None:
         self.ocr = ocr
         self.chat = chat
+        self.vision_model = vision_model
         self._barcodes = InferenceWorker("barcodes", "The barcode reader", max_queue, 3)
 
     async def scan(self, data: bytes, document_type: str | None, language: str | None, user_id: int) -> ScanResult:
@@ -101,7 +105,7 @@ class ScanService:
             extraction = from_barcode(licence, text)
         else:
             text, extraction = await self._extract(image, languages, wanted)
-        filled = await self._fill(extraction, text, user_id)
+        filled = await self._fill(extraction, text, user_id, image)
         return ScanResult(
             document_type=extraction.document_type,
             raw_text=text,
@@ -147,32 +151,36 @@ class ScanService:
             extraction.evidence = "document type given by the caller"
         return text, extraction
 
-    async def _fill(self, extraction: Extraction, text: str, user_id: int) -> list[str]:
-        """Ask the chat model for the fields rules left empty; keep only values the text itself contains."""
+    async def _fill(self, extraction: Extraction, text: str, user_id: int, image: Image.Image) -> list[str]:
+        """Ask for the fields rules left empty: the vision model, with the image, when one is configured
+        (`AIGW_VISION_MODEL`); else the chat model, keeping only values the OCR text itself contains."""
         missing = [name for name in extraction.missing() if name != "line_items" and not name.startswith("mrz_")]
         if self.chat is None or not missing or len(text) < 20 or extraction.document_type == "unknown":
             return []
         kind = extraction.document_type.replace("_", " ")
+        source = "image and the OCR text" if self.vision_model else "OCR text"
         prompt = (
-            f"Below is the OCR text of a {kind}. Answer with one JSON object with exactly these keys: "
-            f"{', '.join(missing)}. Copy each value exactly as it is printed; use null when the text does not say."
+            f"Below is the {source} of a {kind}. Answer with one JSON object with exactly these keys: "
+            f"{', '.join(missing)}. Copy each value exactly as it is printed; use null when the document does not say."
         )
+        images = [jpeg_base64(image)] if self.vision_model else None
         request = ChatRequest(
             messages=[
                 ChatMessage(role="system", content="You extract fields from documents and answer only in JSON."),
-                ChatMessage(role="user", content=f"{prompt}\n\n{text[:_MODEL_TEXT_LIMIT]}"),
+                ChatMessage(role="user", content=f"{prompt}\n\n{text[:_MODEL_TEXT_LIMIT]}", images=images),
             ],
             options=ChatOptions(temperature=0, num_predict=200),
         )
         try:
-            session = await self.chat.start(user_id, None, request, inject=False)
+            session = await self.chat.start(user_id, self.vision_model, request, inject=False)
             answer = "".join([event.text async for event in session.events() if isinstance(event, TextDelta)])
         except AigwError as exc:  # the model is busy or down: the rules' result stands
             log.warning("scan could not ask the chat model", extra={"error": exc.message})
             return []
         filled = []
         for name, value in _json_object(answer).items():
-            if name in missing and isinstance(value, str | int | float) and _in_text(str(value), text):
+            readable = self.vision_model is not None or _in_text(str(value), text)  # a vision model reads the image
+            if name in missing and isinstance(value, str | int | float) and readable:
                 extraction.put(name, str(value).strip(), MODEL)
                 filled.append(name)
         return filled

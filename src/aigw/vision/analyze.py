@@ -8,20 +8,16 @@ see the image and must not claim more than the findings say.
 
 from __future__ import annotations
 
-import base64
-import io
 from dataclasses import dataclass
-
-from PIL import Image
 
 from aigw.chat.service import ChatService, ChatSession
 from aigw.engines.llm.base import ChatMessage, ChatOptions, ChatRequest
 from aigw.engines.ocr.tesseract import iso_languages
 from aigw.engines.vision.detectors import Detectors
+from aigw.vision.image import jpeg_base64
 from aigw.vision.ocr import OcrService
 
 DEFAULT_PROMPT = "Describe this image in detail."
-_MODEL_SIDE = 1536  # images sent to a vision model are at most this long: more only costs upload and tokens
 _COMPOSITE_SYSTEM = (
     "You cannot see the image. Automatic detectors examined it and reported the facts below; they are everything "
     "you know about it. The detectors can only find printed text, barcodes, faces, standing people, colours, "
@@ -52,7 +48,7 @@ class VisionService:
         prompt = (prompt or "").strip() or DEFAULT_PROMPT
         image = await self.ocr.decode(data)
         if self.vision_model is not None:
-            message = ChatMessage(role="user", content=prompt, images=[_jpeg_base64(image)])
+            message = ChatMessage(role="user", content=prompt, images=[jpeg_base64(image)])
             request = ChatRequest(messages=[message])
             return Analysis(await self.chat.start(user_id, self.vision_model, request, inject=False), self.vision_model)
         findings = await self.detectors.detect(image, data)
@@ -66,12 +62,3 @@ class VisionService:
             options=ChatOptions(temperature=0, num_predict=300),
         )
         return Analysis(await self.chat.start(user_id, None, request, inject=False), "composite", LABEL)
-
-
-def _jpeg_base64(image: Image.Image) -> str:
-    if max(image.size) > _MODEL_SIDE:
-        scale = _MODEL_SIDE / max(image.size)
-        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
-    out = io.BytesIO()
-    image.convert("RGB").save(out, format="JPEG", quality=90)
-    return base64.b64encode(out.getvalue()).decode()

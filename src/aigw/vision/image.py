@@ -7,6 +7,7 @@ is decoded. Blocking: callers run these in a worker thread.
 
 from __future__ import annotations
 
+import base64
 import io
 import warnings
 from typing import cast
@@ -15,6 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from aigw.errors import InvalidField, PayloadTooLarge, UnsupportedMediaType
 
+MODEL_SIDE = 1536  # images sent to a vision model are at most this long: more only costs upload and tokens
 MAX_PIXELS = 50_000_000  # a 300 dpi A2 page; phone photos are 12-50 megapixels
 _PDF_MAGIC = b"%PDF-"
 _PDF_DPI = 200
@@ -96,3 +98,13 @@ def _pdf_first_page(data: bytes, max_pixels: int) -> Image.Image:
             return flattened(page.render(scale=scale).to_pil())
         finally:
             pdf.close()
+
+
+def jpeg_base64(image: Image.Image, side: int = MODEL_SIDE) -> str:
+    """The image as base64 JPEG at most `side` pixels long, as vision models take it."""
+    if max(image.size) > side:
+        scale = side / max(image.size)
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    image.convert("RGB").save(out, format="JPEG", quality=90)
+    return base64.b64encode(out.getvalue()).decode()
