@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from aigw import __version__
-from aigw.api import admin, auth, chat, health, kb, keys, openai, speech, tts, vision
+from aigw.api import admin, agents, auth, chat, health, kb, keys, openai, speech, tts, vision
 from aigw.auth.middleware import GatewayMiddleware
 from aigw.errors import install_error_handlers
 from aigw.logs import configure_logging
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # own structured access log, so they are off (measured at 3.5% of a proxied call's CPU).
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
-    for module in (health, auth, keys, admin, chat, openai, kb, speech, tts, vision):
+    for module in (health, auth, keys, admin, chat, agents, openai, kb, speech, tts, vision):
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(GatewayMiddleware)

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from aigw.agents.service import AgentService
 from aigw.auth.principal import Authenticator
 from aigw.auth.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from aigw.auth.revocation import FileEpoch, RedisEpoch, RevocationEpoch
@@ -101,6 +102,7 @@ class Runtime:
     ocr: OcrService
     vision: VisionService
     scan: ScanService
+    agents: AgentService
     ingestion: list[IngestionWorker] = field(default_factory=list)
 
     @classmethod
@@ -184,6 +186,7 @@ class Runtime:
             ocr=ocr,
             vision=VisionService(ocr, detectors, chat, settings.vision_model),
             scan=ScanService(ocr, chat, settings.vision_model),
+            agents=AgentService(sessions, chat),
         )
 
     @property

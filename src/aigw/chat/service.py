@@ -34,7 +34,9 @@ class InjectedContext:
 
 
 class ContextProvider(Protocol):
-    async def context_for(self, user_id: int, messages: list[ChatMessage]) -> InjectedContext | None: ...
+    async def context_for(
+        self, user_id: int, messages: list[ChatMessage], kb_ids: list[int] | None = None
+    ) -> InjectedContext | None: ...
 
 
 @dataclass
@@ -118,13 +120,22 @@ class ChatService:
             raise NotFound(f"Unknown model {name!r}; GET /v1/models lists them", code="model_not_found")
         return chosen
 
-    async def start(self, user_id: int, model: str | None, request: ChatRequest, *, inject: bool = True) -> ChatSession:
-        """Resolve the model and, when `inject`, add the user's knowledge-base context to the conversation."""
+    async def start(
+        self,
+        user_id: int,
+        model: str | None,
+        request: ChatRequest,
+        *,
+        inject: bool = True,
+        kb_ids: list[int] | None = None,
+    ) -> ChatSession:
+        """Resolve the model and, when `inject`, add the user's knowledge-base context to the conversation (from
+        `kb_ids` of theirs only, when given)."""
         chosen = self.model(model)
         request.owner = f"user:{user_id}"
         session = ChatSession(chosen, request)
         if inject and self.context is not None:
-            injected = await self.context.context_for(user_id, request.messages)
+            injected = await self.context.context_for(user_id, request.messages, kb_ids)
             if injected is not None:
                 request.messages = with_context(request.messages, injected.text)
                 session.sources = injected.sources

@@ -79,13 +79,17 @@ class KnowledgeContext:
         self.margin = settings.kb_context_margin
         self.min_similarity = settings.kb_min_similarity
 
-    async def context_for(self, user_id: int, messages: list[ChatMessage]) -> InjectedContext | None:
+    async def context_for(
+        self, user_id: int, messages: list[ChatMessage], kb_ids: list[int] | None = None
+    ) -> InjectedContext | None:
+        """Context from the user's knowledge bases (those of `kb_ids` only, when given) for the last question."""
         question = question_of(messages)
         if not question or self.max_chunks == 0:
             return None
         question = question[:2000]
         async with self.sessions() as db:
-            kb_ids = list(await db.scalars(select(KnowledgeBase.id).where(KnowledgeBase.user_id == user_id)))
+            owned = list(await db.scalars(select(KnowledgeBase.id).where(KnowledgeBase.user_id == user_id)))
+            kb_ids = owned if kb_ids is None else [kb_id for kb_id in owned if kb_id in set(kb_ids)]
             if not kb_ids:
                 return None
             try:

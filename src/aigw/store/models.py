@@ -183,3 +183,23 @@ class Voice(Base):
     sample: Mapped[str] = mapped_column(String(100))  # file name under <data dir>/voices/
     seconds: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Agent(Base):
+    """A system prompt with a name, offered to its owner, or to everyone when public. Built-in agents have no owner."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True, nullable=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    system_prompt: Mapped[str] = mapped_column(Text)
+    icon: Mapped[str] = mapped_column(String(20), default="bot")
+    color: Mapped[str] = mapped_column(String(7), default="#6366f1")
+    capabilities: Mapped[str] = mapped_column(Text, default="[]")  # the seed's JSON-array string, kept as sent
+    is_public: Mapped[bool] = mapped_column(Boolean, default=False)
+    model: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    kb_ids: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON array; NULL: the caller's knowledge bases
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

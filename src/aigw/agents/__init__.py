@@ -1,0 +1,1 @@
+"""Agents: named system prompts with a chat of their own."""
