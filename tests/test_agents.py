@@ -1,6 +1,6 @@
-"""/api/agents through real HTTP: the built-in public agents, ownership and visibility for two customers and an
-admin, the public-flag rules, validation, and agent chat streaming as /api/chat does, with the agent's prompt
-first, the caller's system message next and the agent's knowledge-base context last."""
+"""/api/agents through real HTTP on SQLite and PostgreSQL: the built-in public agents, ownership and visibility
+for two customers and an admin, the public-flag rules, validation, and agent chat streaming as /api/chat does,
+with the agent's prompt first, the caller's system message next and the agent's knowledge-base context last."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import Gateway, start_gateway
+from conftest import Gateway, gateway_on, start_gateway
 from doubles.ollama import OllamaProtocolDouble
 from test_kb import upload, wait_ready
 
@@ -27,9 +27,11 @@ def sse_events(resp: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
     return events
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Gateway]:
-    gw = start_gateway(tmp_path_factory.mktemp("gw-agents"), AIGW_MODELS_DIR=str(models_dir))
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def gateway(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, models_dir: Path
+) -> Iterator[Gateway]:
+    gw = gateway_on(request, tmp_path_factory, "gw-agents", AIGW_MODELS_DIR=str(models_dir))
     yield gw
     gw.stop()
 
