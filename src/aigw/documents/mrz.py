@@ -118,10 +118,9 @@ def parse(lines: list[str], layout: str, today: date | None = None) -> Mrz | Non
     the fillers win: K is worth 20 and X 33, so a K read for a filler never changes a check digit (20 x any
     weight is 0 mod 10)."""
     today = today or date.today()
-    parser = {"TD3": _parse_td3, "TD2": _parse_td2, "TD1": _parse_td1}[layout]
     best: Mrz | None = None
     for candidate in (_optional_fillers(lines, layout), lines):
-        parsed = parser(candidate, today)
+        parsed = _parse_td1(candidate, today) if layout == "TD1" else _parse_two_lines(candidate, today, layout)
         if parsed is not None and (best is None or score(parsed) > score(best)):
             best = parsed
     return best
@@ -137,83 +136,49 @@ def _optional_fillers(lines: list[str], layout: str) -> list[str]:
     return repaired
 
 
-def _parse_td3(lines: list[str], today: date) -> Mrz | None:
+def _parse_two_lines(lines: list[str], today: date, layout: str) -> Mrz | None:
+    """TD3 (44 characters a line, passports) and TD2 (36): the same fields at the same places up to the optional
+    data, which in TD3 has its own check digit; the composite digit ends the second line and covers everything
+    from the document number on, but the nationality and sex."""
     first, second = lines
-    if first[0] != "P":
+    width = len(first)
+    if first[0] not in ("P" if layout == "TD3" else "ACI"):
         return None
-    surname, given, zone = _names(first[5:44])
-    rest = _digits(second[13:20]) + _digits(second[21:28]) + second[28:42] + _digits(second[42])
-    number, checks = _document_number(
-        second[0:9], second[9], lambda n: check_digit(n + _digits(second[9]) + rest) == _digits(second[43])
-    )
-    mrz = Mrz(
-        layout="TD3",
-        lines=[],
-        document_code=_letters(first[0:2]),
-        issuing_state=_letters(first[2:5]),
-        surname=surname,
-        given_names=given,
-        document_number=number,
-        nationality=_letters(second[10:13]),
-        birth=None,
-        sex=_sex(second[20]),
-        expiry=None,
-        optional=second[28:42].replace("<", ""),
-        checks=checks,
-    )
+    surname, given, zone = _names(first[5:width])
     dob, dob_check = _digits(second[13:19]), _digits(second[19])
     expiry, expiry_check = _digits(second[21:27]), _digits(second[27])
-    optional, optional_check = second[28:42], _digits(second[42])
-    composite = _digits(second[43])
-    mrz.birth = _date(dob, today, past=True)
-    mrz.expiry = _date(expiry, today, past=False)
-    mrz.checks += [
-        _check("date_of_birth", dob, dob_check),
-        _check("date_of_expiry", expiry, expiry_check),
+    optional = second[28 : width - 2] if layout == "TD3" else second[28 : width - 1]
+    optional_check = _digits(second[width - 2]) if layout == "TD3" else ""
+    composite = _digits(second[width - 1])
+    dates = dob + dob_check + expiry + expiry_check
+    number, checks = _document_number(
+        second[0:9],
+        second[9],
+        lambda n: check_digit(n + _digits(second[9]) + dates + optional + optional_check) == composite,
+    )
+    checks += [_check("date_of_birth", dob, dob_check), _check("date_of_expiry", expiry, expiry_check)]
+    if layout == "TD3":
         # An empty personal-number field may carry `<` as its check digit.
-        Check(
-            "personal_number",
-            optional_check == check_digit(optional) or (set(optional) == {"<"} and optional_check == "<"),
-            "check digit",
-        ),
-        _check(
-            "composite",
-            number + second[9] + dob + dob_check + expiry + expiry_check + optional + optional_check,
-            composite,
-        ),
-    ]
-    mrz.lines = [
-        first[0:2] + _letters(first[2:5]) + zone,
-        number
-        + second[9]
-        + _letters(second[10:13])
-        + dob
-        + dob_check
-        + second[20]
-        + expiry
-        + expiry_check
-        + optional
-        + optional_check
-        + composite,
-    ]
-    return mrz
-
-
-def _parse_td2(lines: list[str], today: date) -> Mrz | None:
-    first, second = lines
-    if first[0] not in "ACI":
-        return None
-    surname, given, zone = _names(first[5:36])
-    rest = _digits(second[13:20]) + _digits(second[21:28]) + second[28:35]
-    number, checks = _document_number(
-        second[0:9], second[9], lambda n: check_digit(n + _digits(second[9]) + rest) == _digits(second[35])
-    )
-    dob, dob_check = _digits(second[13:19]), _digits(second[19])
-    expiry, expiry_check = _digits(second[21:27]), _digits(second[27])
-    optional, composite = second[28:35], _digits(second[35])
-    mrz = Mrz(
-        layout="TD2",
-        lines=[],
+        personal = optional_check == check_digit(optional) or (set(optional) == {"<"} and optional_check == "<")
+        checks.append(Check("personal_number", personal, "check digit"))
+    covered = number + second[9] + dates + optional + optional_check
+    checks.append(_check("composite", covered, composite))
+    return Mrz(
+        layout=layout,
+        lines=[
+            first[0:2] + _letters(first[2:5]) + zone,
+            number
+            + second[9]
+            + _letters(second[10:13])
+            + dob
+            + dob_check
+            + second[20]
+            + expiry
+            + expiry_check
+            + optional
+            + optional_check
+            + composite,
+        ],
         document_code=_letters(first[0:2]),
         issuing_state=_letters(first[2:5]),
         surname=surname,
@@ -226,25 +191,6 @@ def _parse_td2(lines: list[str], today: date) -> Mrz | None:
         optional=optional.replace("<", ""),
         checks=checks,
     )
-    mrz.checks += [
-        _check("date_of_birth", dob, dob_check),
-        _check("date_of_expiry", expiry, expiry_check),
-        _check("composite", number + second[9] + dob + dob_check + expiry + expiry_check + optional, composite),
-    ]
-    mrz.lines = [
-        first[0:2] + _letters(first[2:5]) + zone,
-        number
-        + second[9]
-        + _letters(second[10:13])
-        + dob
-        + dob_check
-        + second[20]
-        + expiry
-        + expiry_check
-        + optional
-        + composite,
-    ]
-    return mrz
 
 
 def _parse_td1(lines: list[str], today: date) -> Mrz | None:
